@@ -1,0 +1,134 @@
+"""Config keys of Mask2Former, added to a Detectron2 config by :func:`add_maskformer2_config`."""
+from detectron2.config import CfgNode as CN
+
+
+def add_maskformer2_config(cfg):
+    """
+    Add the Mask2Former keys and their defaults to ``cfg`` (a Detectron2 ``CfgNode``).
+
+    Call it after ``add_deeplab_config(cfg)``, which adds the poly LR schedule and the
+    DeepLab-style ResNet keys that the published configs use.
+    """
+    # ---- data ----
+    # Name of the dataset mapper that turns a dataset dict into model inputs for training.
+    cfg.INPUT.DATASET_MAPPER_NAME = "mask_former_semantic"
+    # Color augmentation of SSD (brightness, contrast, saturation, hue) in the semantic mapper.
+    cfg.INPUT.COLOR_AUG_SSD = False
+    # Pad images to a multiple of this size in the semantic mapper (-1: no padding).
+    cfg.INPUT.SIZE_DIVISIBILITY = -1
+    # Large-scale jitter (LSJ) mappers: output square size and the range of the random scale.
+    cfg.INPUT.IMAGE_SIZE = 1024
+    cfg.INPUT.MIN_SCALE = 0.1
+    cfg.INPUT.MAX_SCALE = 2.0
+
+    # ---- solver ----
+    # Weight decay of embedding parameters (query features, query and level embeddings).
+    cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
+    # "ADAMW" or "SGD".
+    cfg.SOLVER.OPTIMIZER = "ADAMW"
+    # Learning rate multiplier of the backbone parameters.
+    cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
+
+    # ---- Mask2Former head: loss ----
+    cfg.MODEL.MASK_FORMER = CN()
+    # Supervise the predictions before the first decoder layer and after every layer.
+    cfg.MODEL.MASK_FORMER.DEEP_SUPERVISION = True
+    # Classification weight of the "no object" class in the cross-entropy loss.
+    cfg.MODEL.MASK_FORMER.NO_OBJECT_WEIGHT = 0.1
+    # Weights of the classification, dice and sigmoid BCE mask terms (loss and matching cost).
+    cfg.MODEL.MASK_FORMER.CLASS_WEIGHT = 1.0
+    cfg.MODEL.MASK_FORMER.DICE_WEIGHT = 1.0
+    cfg.MODEL.MASK_FORMER.MASK_WEIGHT = 20.0
+
+    # ---- Mask2Former head: transformer decoder ----
+    # Registered name of the transformer decoder (TRANSFORMER_DECODER_REGISTRY).
+    cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME = "MultiScaleMaskedTransformerDecoder"
+    # Which features the decoder reads: "multi_scale_pixel_decoder" for Mask2Former.
+    cfg.MODEL.MASK_FORMER.TRANSFORMER_IN_FEATURE = "res5"
+    # Number of transformer encoder layers inside the decoder module (unused by Mask2Former).
+    cfg.MODEL.MASK_FORMER.ENC_LAYERS = 0
+    # Total number of decoder layers including the prediction before the first layer
+    # (the decoder runs DEC_LAYERS - 1 layers).
+    cfg.MODEL.MASK_FORMER.DEC_LAYERS = 6
+    # Use LayerNorm before (True) or after (False) each attention / FFN block.
+    cfg.MODEL.MASK_FORMER.PRE_NORM = False
+    # Width of queries and attention layers.
+    cfg.MODEL.MASK_FORMER.HIDDEN_DIM = 256
+    # Number of learnable queries.
+    cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES = 100
+    # Number of attention heads.
+    cfg.MODEL.MASK_FORMER.NHEADS = 8
+    # Dropout of the decoder layers (the published Mask2Former configs set 0.0).
+    cfg.MODEL.MASK_FORMER.DROPOUT = 0.1
+    # Hidden width of the feed-forward blocks.
+    cfg.MODEL.MASK_FORMER.DIM_FEEDFORWARD = 2048
+    # Always project decoder inputs with a 1x1 conv, even when the channels already match.
+    cfg.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ = False
+    # Pad the input batch to a multiple of this size.
+    cfg.MODEL.MASK_FORMER.SIZE_DIVISIBILITY = 32
+
+    # ---- Mask2Former head: inference ----
+    cfg.MODEL.MASK_FORMER.TEST = CN()
+    # Which outputs inference produces.
+    cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_ON = True
+    cfg.MODEL.MASK_FORMER.TEST.INSTANCE_ON = False
+    cfg.MODEL.MASK_FORMER.TEST.PANOPTIC_ON = False
+    # Panoptic: keep queries whose class score exceeds this threshold.
+    cfg.MODEL.MASK_FORMER.TEST.OBJECT_MASK_THRESHOLD = 0.0
+    # Panoptic: drop a segment when less than this fraction of its mask survives the merge.
+    cfg.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0
+    # Semantic: post-process at the padded input size (True) or at the original size (False).
+    cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
+
+    # ---- pixel decoder ----
+    # Channels of the per-pixel mask features.
+    cfg.MODEL.SEM_SEG_HEAD.MASK_DIM = 256
+    # Number of transformer encoder layers of the pixel decoder.
+    cfg.MODEL.SEM_SEG_HEAD.TRANSFORMER_ENC_LAYERS = 0
+    # Registered name of the pixel decoder (PIXEL_DECODER_REGISTRY).
+    cfg.MODEL.SEM_SEG_HEAD.PIXEL_DECODER_NAME = "BasePixelDecoder"
+    # Backbone features the MSDeformAttn encoder reads (the three coarsest).
+    cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES = ["res3", "res4", "res5"]
+    # Heads and sampling points per head and level of MSDeformAttn.
+    cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_POINTS = 4
+    cfg.MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_N_HEADS = 8
+
+    # ---- Swin Transformer backbone (D2SwinTransformer) ----
+    cfg.MODEL.SWIN = CN()
+    # Image size the backbone was pre-trained at (sets the absolute position embedding size).
+    cfg.MODEL.SWIN.PRETRAIN_IMG_SIZE = 224
+    # Patch size of the patch embedding.
+    cfg.MODEL.SWIN.PATCH_SIZE = 4
+    # Channels of the first stage.
+    cfg.MODEL.SWIN.EMBED_DIM = 96
+    # Blocks per stage.
+    cfg.MODEL.SWIN.DEPTHS = [2, 2, 6, 2]
+    # Attention heads per stage.
+    cfg.MODEL.SWIN.NUM_HEADS = [3, 6, 12, 24]
+    # Window size of the (shifted) window attention.
+    cfg.MODEL.SWIN.WINDOW_SIZE = 7
+    # Hidden width of the MLP relative to the channels.
+    cfg.MODEL.SWIN.MLP_RATIO = 4.0
+    # Bias of the query / key / value projection.
+    cfg.MODEL.SWIN.QKV_BIAS = True
+    # Attention scale (None: head_dim ** -0.5).
+    cfg.MODEL.SWIN.QK_SCALE = None
+    # Dropout, attention dropout and stochastic depth rates.
+    cfg.MODEL.SWIN.DROP_RATE = 0.0
+    cfg.MODEL.SWIN.ATTN_DROP_RATE = 0.0
+    cfg.MODEL.SWIN.DROP_PATH_RATE = 0.3
+    # Absolute position embedding.
+    cfg.MODEL.SWIN.APE = False
+    # LayerNorm after the patch embedding.
+    cfg.MODEL.SWIN.PATCH_NORM = True
+    # Stages whose outputs the backbone returns.
+    cfg.MODEL.SWIN.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+    # Gradient checkpointing of the Swin blocks (saves memory, costs time).
+    cfg.MODEL.SWIN.USE_CHECKPOINT = False
+
+    # ---- point-sampled losses ----
+    # Number of points sampled per mask for matching and for the mask losses.
+    cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 112 * 112
+    # Oversampling ratio and fraction of points chosen by uncertainty (PointRend).
+    cfg.MODEL.MASK_FORMER.OVERSAMPLE_RATIO = 3.0
+    cfg.MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO = 0.75
