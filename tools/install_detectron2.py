@@ -110,11 +110,17 @@ def log(msg):
 
 
 def smoke_check():
-    """Return (ok, output) of importing Detectron2 and building a small model in a fresh process."""
+    """
+    Import Detectron2 and build a small model in a fresh process.
+
+    Returns (ok, summary): ``summary`` is the version line when ok, else the error output.
+    """
     proc = subprocess.run(
         [sys.executable, "-c", SMOKE_CHECK], capture_output=True, text=True, cwd=tempfile.gettempdir()
     )
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+    if proc.returncode == 0:
+        return True, proc.stdout.strip().splitlines()[-1]
+    return False, (proc.stdout + proc.stderr).strip()
 
 
 def apply_patches(root: Path):
@@ -172,7 +178,7 @@ def main():
 
     ok, output = smoke_check()
     if ok:
-        log(f"kept the installed Detectron2 ({output.splitlines()[-1]})")
+        log(f"kept the installed Detectron2: {output}")
         return
     if "No module named 'detectron2'" not in output:
         log("an installed Detectron2 fails the smoke check; reinstalling. It said:\n" + output)
@@ -189,7 +195,7 @@ def main():
             f"{output}\nFix the error above, or point --source / $DETECTRON2_SOURCE at an official "
             "Detectron2 checkout, then run this again."
         )
-    log(f"installed: {output.splitlines()[-1]}")
+    log(f"installed: {output}")
 
 
 if __name__ == "__main__":
