@@ -143,7 +143,7 @@ def apply_patches(root: Path):
 
 
 def pip(*args):
-    cmd = [sys.executable, "-m", "pip", *args]
+    cmd = [sys.executable, "-m", "pip", args[0], "-q", *args[1:]]
     log(" ".join(cmd))
     subprocess.run(cmd, check=True)
 

@@ -1,0 +1,344 @@
+"""
+The masked-attention transformer decoder of Mask2Former (Cheng et al., CVPR 2022, Sec. 3.2).
+
+Learnable queries are refined layer by layer. Each layer attends, round robin, to one scale of
+the pixel decoder's multi-scale features (1/32, 1/16, 1/8, 1/32, ...), and its cross-attention
+is restricted to the foreground of the mask that the query predicted before the layer.
+"""
+import fvcore.nn.weight_init as weight_init
+import torch
+from detectron2.config import configurable
+from detectron2.layers import Conv2d
+from torch import nn
+from torch.nn import functional as F
+
+from .build import TRANSFORMER_DECODER_REGISTRY
+from .position_encoding import PositionEmbeddingSine
+
+
+def _with_pos(x, pos):
+    return x if pos is None else x + pos
+
+
+class SelfAttentionLayer(nn.Module):
+    """Self-attention among the queries, with residual, dropout and LayerNorm."""
+
+    def __init__(self, d_model, nhead, dropout=0.0, normalize_before=False):
+        """
+        Args:
+            d_model: query channels (C).
+            nhead: attention heads.
+            dropout: dropout of the attention weights and of the residual branch.
+            normalize_before: pre-norm (True) or post-norm (False).
+        """
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.normalize_before = normalize_before
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, tgt, query_pos=None):
+        """
+        Args:
+            tgt: (B, Q, C) queries.
+            query_pos: (B, Q, C) query position embeddings, added to queries and keys.
+
+        Returns:
+            (B, Q, C) updated queries.
+        """
+        x = self.norm(tgt) if self.normalize_before else tgt
+        q = k = _with_pos(x, query_pos)
+        tgt = tgt + self.dropout(self.self_attn(q, k, value=x, need_weights=False)[0])
+        return tgt if self.normalize_before else self.norm(tgt)
+
+
+class CrossAttentionLayer(nn.Module):
+    """Cross-attention from the queries to image features, with residual, dropout, LayerNorm."""
+
+    def __init__(self, d_model, nhead, dropout=0.0, normalize_before=False):
+        """
+        Args:
+            d_model: query and feature channels (C).
+            nhead: attention heads.
+            dropout: dropout of the attention weights and of the residual branch.
+            normalize_before: pre-norm (True) or post-norm (False).
+        """
+        super().__init__()
+        self.multihead_attn = nn.MultiheadAttention(
+            d_model, nhead, dropout=dropout, batch_first=True
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.normalize_before = normalize_before
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, tgt, memory, memory_mask=None, pos=None, query_pos=None):
+        """
+        Args:
+            tgt: (B, Q, C) queries.
+            memory: (B, HW, C) flattened image features (the values).
+            memory_mask: (B * nHeads, Q, HW) bool, True where a query may NOT attend.
+            pos: (B, HW, C) position embeddings of the features, added to the keys.
+            query_pos: (B, Q, C) query position embeddings, added to the queries.
+
+        Returns:
+            (B, Q, C) updated queries.
+        """
+        x = self.norm(tgt) if self.normalize_before else tgt
+        attended = self.multihead_attn(
+            query=_with_pos(x, query_pos),
+            key=_with_pos(memory, pos),
+            value=memory,
+            attn_mask=memory_mask,
+            need_weights=False,
+        )[0]
+        tgt = tgt + self.dropout(attended)
+        return tgt if self.normalize_before else self.norm(tgt)
+
+
+class FFNLayer(nn.Module):
+    """Two-layer feed-forward block (ReLU) with residual, dropout and LayerNorm."""
+
+    def __init__(self, d_model, dim_feedforward=2048, dropout=0.0, normalize_before=False):
+        """
+        Args:
+            d_model: query channels (C).
+            dim_feedforward: hidden channels.
+            dropout: dropout after the activation and of the residual branch.
+            normalize_before: pre-norm (True) or post-norm (False).
+        """
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.normalize_before = normalize_before
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, tgt):
+        """(B, Q, C) -> (B, Q, C)."""
+        x = self.norm(tgt) if self.normalize_before else tgt
+        tgt = tgt + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x)))))
+        return tgt if self.normalize_before else self.norm(tgt)
+
+
+class MLP(nn.Module):
+    """A stack of Linear layers with ReLU between them (none after the last)."""
+
+    def __init__(self, input_dim, hidden_dim, output_dim, num_layers):
+        super().__init__()
+        dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
+        dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+
+    def forward(self, x):
+        """(..., input_dim) -> (..., output_dim)."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+def attention_mask_from_masks(mask_logits, size, num_heads):
+    """
+    The masked-attention mask (paper eq. 2 and 3): a query may attend only to the pixels where
+    its predicted mask, resized to the feature map, has probability >= 0.5. A query whose
+    mask is empty everywhere attends to the whole map instead.
+
+    Args:
+        mask_logits: (B, Q, H, W) predicted mask logits.
+        size: (h, w) of the feature map the next layer attends to.
+        num_heads: attention heads of that layer.
+
+    Returns:
+        (B * num_heads, Q, h * w) bool, True where attention is NOT allowed (no gradient).
+    """
+    resized = F.interpolate(mask_logits.detach(), size=size, mode="bilinear", align_corners=False)
+    blocked = resized.flatten(2).sigmoid() < 0.5
+    blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
+    batch, queries, length = blocked.shape
+    return blocked.unsqueeze(1).expand(batch, num_heads, queries, length).flatten(0, 1)
+
+
+@TRANSFORMER_DECODER_REGISTRY.register()
+class MultiScaleMaskedTransformerDecoder(nn.Module):
+    """
+    Mask2Former's transformer decoder: ``num_layers`` layers of masked cross-attention,
+    self-attention and FFN over learnable queries, reading the multi-scale features round
+    robin, with a class and mask prediction before the first layer and after every layer.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        in_channels,
+        mask_classification=True,
+        *,
+        num_classes,
+        hidden_dim,
+        num_queries,
+        nheads,
+        dim_feedforward,
+        dec_layers,
+        pre_norm,
+        mask_dim,
+        enforce_input_project,
+        dropout=0.0,
+        num_feature_levels=3,
+    ):
+        """
+        Args:
+            in_channels: channels of the multi-scale features.
+            mask_classification: predict class logits (K + 1 with "no object") per query.
+            num_classes: number of classes K.
+            hidden_dim: channels of queries and attention layers (C).
+            num_queries: number of queries (Q).
+            nheads: attention heads.
+            dim_feedforward: hidden channels of the FFN blocks.
+            dec_layers: number of decoder layers (the config's DEC_LAYERS - 1).
+            pre_norm: LayerNorm before (True) or after (False) each block.
+            mask_dim: channels of the per-pixel mask features (and of the mask embeddings).
+            enforce_input_project: project features with a 1x1 conv even when
+                ``in_channels == hidden_dim``.
+            dropout: dropout of the decoder layers.
+            num_feature_levels: number of feature scales read round robin.
+        """
+        super().__init__()
+        self.mask_classification = mask_classification
+        self.pe_layer = PositionEmbeddingSine(hidden_dim // 2, normalize=True)
+        self.num_heads = nheads
+        self.num_layers = dec_layers
+        self.transformer_self_attention_layers = nn.ModuleList(
+            SelfAttentionLayer(hidden_dim, nheads, dropout, pre_norm) for _ in range(dec_layers)
+        )
+        self.transformer_cross_attention_layers = nn.ModuleList(
+            CrossAttentionLayer(hidden_dim, nheads, dropout, pre_norm) for _ in range(dec_layers)
+        )
+        self.transformer_ffn_layers = nn.ModuleList(
+            FFNLayer(hidden_dim, dim_feedforward, dropout, pre_norm) for _ in range(dec_layers)
+        )
+        self.decoder_norm = nn.LayerNorm(hidden_dim)
+
+        self.num_queries = num_queries
+        # Content features of the queries (the decoder's initial state) ...
+        self.query_feat = nn.Embedding(num_queries, hidden_dim)
+        # ... and their position embeddings, added in every attention.
+        self.query_embed = nn.Embedding(num_queries, hidden_dim)
+
+        self.num_feature_levels = num_feature_levels
+        self.level_embed = nn.Embedding(num_feature_levels, hidden_dim)
+        self.input_proj = nn.ModuleList()
+        for _ in range(num_feature_levels):
+            if in_channels != hidden_dim or enforce_input_project:
+                proj = Conv2d(in_channels, hidden_dim, kernel_size=1)
+                weight_init.c2_xavier_fill(proj)
+                self.input_proj.append(proj)
+            else:
+                self.input_proj.append(nn.Sequential())
+
+        if mask_classification:
+            self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+        self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
+
+    @classmethod
+    def from_config(cls, cfg, in_channels, mask_classification):
+        dec_layers = cfg.MODEL.MASK_FORMER.DEC_LAYERS
+        if dec_layers < 1:
+            raise ValueError(
+                f"MODEL.MASK_FORMER.DEC_LAYERS must be >= 1 (the prediction before the first "
+                f"layer counts as one), got {dec_layers}."
+            )
+        return {
+            "in_channels": in_channels,
+            "mask_classification": mask_classification,
+            "num_classes": cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            "hidden_dim": cfg.MODEL.MASK_FORMER.HIDDEN_DIM,
+            "num_queries": cfg.MODEL.MASK_FORMER.NUM_OBJECT_QUERIES,
+            "nheads": cfg.MODEL.MASK_FORMER.NHEADS,
+            "dim_feedforward": cfg.MODEL.MASK_FORMER.DIM_FEEDFORWARD,
+            "dec_layers": dec_layers - 1,
+            "pre_norm": cfg.MODEL.MASK_FORMER.PRE_NORM,
+            "mask_dim": cfg.MODEL.SEM_SEG_HEAD.MASK_DIM,
+            "enforce_input_project": cfg.MODEL.MASK_FORMER.ENFORCE_INPUT_PROJ,
+            "dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
+        }
+
+    def forward(self, x, mask_features):
+        """
+        Args:
+            x: list of ``num_feature_levels`` feature maps (B, in_channels, H_l, W_l), in the
+                order the layers read them (coarse to fine: 1/32, 1/16, 1/8).
+            mask_features: (B, mask_dim, H/4, W/4) per-pixel embeddings.
+
+        Returns:
+            dict with
+              "pred_logits": (B, Q, K + 1) class logits of the last prediction (only with
+                  mask_classification),
+              "pred_masks": (B, Q, H/4, W/4) mask logits of the last prediction,
+              "aux_outputs": list of ``num_layers`` dicts with the same keys: the prediction
+                  before the first layer and after each layer except the last, in order.
+        """
+        if len(x) != self.num_feature_levels:
+            raise ValueError(
+                f"MultiScaleMaskedTransformerDecoder expects {self.num_feature_levels} feature "
+                f"maps, got {len(x)}."
+            )
+        batch = mask_features.shape[0]
+        src, pos, size_list = [], [], []
+        for i, feature in enumerate(x):
+            size_list.append(feature.shape[-2:])
+            # (B, C, h, w) -> (B, hw, C)
+            pos.append(self.pe_layer(feature).flatten(2).transpose(1, 2))
+            src.append(
+                self.input_proj[i](feature).flatten(2).transpose(1, 2)
+                + self.level_embed.weight[i][None, None, :]
+            )
+
+        query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
+        output = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
+
+        predictions = [self.forward_prediction_heads(output, mask_features)]
+        for i in range(self.num_layers):
+            level = i % self.num_feature_levels
+            attn_mask = attention_mask_from_masks(
+                predictions[-1]["pred_masks"], size_list[level], self.num_heads
+            )
+            output = self.transformer_cross_attention_layers[i](
+                output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_pos
+            )
+            output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
+            output = self.transformer_ffn_layers[i](output)
+            predictions.append(self.forward_prediction_heads(output, mask_features))
+
+        out = dict(predictions[-1])
+        out["aux_outputs"] = predictions[:-1]
+        return out
+
+    def forward_prediction_heads(self, output, mask_features):
+        """
+        Class and mask predictions of the current queries.
+
+        Args:
+            output: (B, Q, C) queries.
+            mask_features: (B, mask_dim, H/4, W/4) per-pixel embeddings.
+
+        Returns:
+            dict with "pred_masks" (B, Q, H/4, W/4) and, with mask_classification,
+            "pred_logits" (B, Q, K + 1).
+        """
+        decoder_output = self.decoder_norm(output)
+        mask_embed = self.mask_embed(decoder_output)
+        prediction = {
+            "pred_masks": torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features),
+        }
+        if self.mask_classification:
+            prediction["pred_logits"] = self.class_embed(decoder_output)
+        return prediction
