@@ -1,5 +1,71 @@
-"""Install the ``mask2former`` package (``pip install --no-build-isolation -e .``)."""
+"""
+Install the ``mask2former`` package (``pip install --no-build-isolation -e .``).
+
+This also builds the native multi-scale deformable attention op
+(mask2former/modeling/pixel_decoder/ops/csrc): the C++ CPU kernel always, and the CUDA kernel when
+a GPU and a CUDA toolkit are found, or when ``FORCE_CUDA=1`` (then set ``CUDA_HOME`` to the toolkit
+and ``TORCH_CUDA_ARCH_LIST``, e.g. "9.0"). The op is optional: when it cannot be built (no
+compiler, no torch at build time) the install still succeeds with a warning and mask2former runs
+the PyTorch implementation. With ``FORCE_CUDA=1`` a failed build is an error.
+"""
+import glob
+import os
+import warnings
+
 from setuptools import find_packages, setup
+
+NATIVE_OP_NAME = "mask2former.modeling.pixel_decoder.ops._C"
+NATIVE_OP_SOURCES = "mask2former/modeling/pixel_decoder/ops/csrc"
+
+
+def native_op_build():
+    """Returns (ext_modules, cmdclass) that build the native op, or empty ones without torch."""
+    try:
+        import torch
+        from torch.utils.cpp_extension import (
+            CUDA_HOME,
+            BuildExtension,
+            CppExtension,
+            CUDAExtension,
+        )
+    except ImportError:
+        warnings.warn("torch is not importable at build time: skipping the native MSDeformAttn "
+                      "op (install torch first, then this package with --no-build-isolation).")
+        return [], {}
+
+    force_cuda = os.environ.get("FORCE_CUDA") == "1"
+    with_cuda = force_cuda or (torch.cuda.is_available() and CUDA_HOME is not None)
+    sources = sorted(glob.glob(os.path.join(NATIVE_OP_SOURCES, "*.cpp")))
+    compile_args = {"cxx": ["-O3", "-fopenmp"]}
+    if with_cuda:
+        sources += sorted(glob.glob(os.path.join(NATIVE_OP_SOURCES, "*.cu")))
+        compile_args["nvcc"] = ["-O3"]
+        extension = CUDAExtension(
+            NATIVE_OP_NAME, sources, define_macros=[("WITH_CUDA", None)],
+            extra_compile_args=compile_args, extra_link_args=["-fopenmp"], optional=not force_cuda,
+        )
+    else:
+        extension = CppExtension(
+            NATIVE_OP_NAME, sources, extra_compile_args=compile_args,
+            extra_link_args=["-fopenmp"], optional=True,
+        )
+
+    class OptionalBuildExtension(BuildExtension):
+        """Builds the op; on failure warns and lets the install go on (unless FORCE_CUDA=1)."""
+
+        def build_extensions(self):
+            try:
+                super().build_extensions()
+            except Exception as error:  # any compiler or toolchain failure
+                if force_cuda:
+                    raise
+                self.warn(f"building the native MSDeformAttn op failed ({error}); "
+                          "mask2former will use the PyTorch implementation.")
+
+    return [extension], {"build_ext": OptionalBuildExtension}
+
+
+ext_modules, cmdclass = native_op_build()
 
 setup(
     name="mask2former",
@@ -29,6 +95,9 @@ setup(
         "cloudpickle",
         "tqdm",
         "Pillow",
+        "shapely",  # Detectron2's Cityscapes instance loader
     ],
     extras_require={"test": ["pytest", "hypothesis"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
 )

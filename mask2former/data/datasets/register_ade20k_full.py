@@ -1,0 +1,31 @@
+"""
+ADE20K-Full semantic segmentation, 847 classes (``ade20k_full_sem_seg_{train,val}``):
+images and 16-bit TIFF train-id labels (65535 = ignore) written by
+``datasets/prepare_ade20k_full_sem_seg.py`` from the ADE20K 2021_17_01 release.
+"""
+import os
+
+from .ade20k_full_categories import ADE20K_FULL_CLASSES
+from .catalog import load_sem_seg_checked, register_dataset
+
+_PREPARE = "Download ADE20K_2021_17_01 and run datasets/prepare_ade20k_full_sem_seg.py"
+# Ignore label of the 16-bit label images.
+ADE20K_FULL_IGNORE_LABEL = 65535
+
+
+def register_all_ade20k_full(root):
+    """Register ``ade20k_full_sem_seg_{train,val}`` with their files under ``root``."""
+    root = os.path.join(root, "ADE20K_2021_17_01")
+    for split, dirname in (("train", "training"), ("val", "validation")):
+        image_dir = os.path.join(root, "images_detectron2", dirname)
+        gt_dir = os.path.join(root, "annotations_detectron2", dirname)
+        register_dataset(
+            f"ade20k_full_sem_seg_{split}",
+            lambda x=image_dir, y=gt_dir: load_sem_seg_checked(y, x, _PREPARE, gt_ext="tif"),
+            image_root=image_dir,
+            sem_seg_root=gt_dir,
+            stuff_classes=[name for _, name in ADE20K_FULL_CLASSES],
+            stuff_dataset_id_to_contiguous_id={i: i for i in range(len(ADE20K_FULL_CLASSES))},
+            evaluator_type="sem_seg",
+            ignore_label=ADE20K_FULL_IGNORE_LABEL,
+        )

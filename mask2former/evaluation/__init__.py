@@ -1,0 +1,4 @@
+"""Evaluators of Mask2Former beyond Detectron2's own."""
+from .instance_evaluation import InstanceSegEvaluator
+
+__all__ = ["InstanceSegEvaluator"]
