@@ -302,7 +302,16 @@ class MSDeformAttnPixelDecoder(nn.Module):
             transformer_encoder_features: (B, conv_dim, H/32, W/32) the coarsest encoder output.
             multi_scale_features: list of ``num_multi_scale_features`` maps (B, conv_dim, h, w),
                 coarse to fine (1/32, 1/16, 1/8 for the published configs).
+
+        As in the published models, the pixel decoder runs in float32 also under mixed precision
+        (autocast, e.g. SOLVER.AMP.ENABLED); its outputs are float32.
         """
+        device_type = next(iter(features.values())).device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            return self._forward_features_float32({k: v.float() for k, v in features.items()})
+
+    def _forward_features_float32(self, features):
+        """:meth:`forward_features` on float32 features, with autocast disabled."""
         srcs, pos = [], []
         for proj, name in zip(self.input_proj, self.transformer_in_features):
             x = features[name]
