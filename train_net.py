@@ -20,7 +20,6 @@ from collections import OrderedDict
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
@@ -36,6 +35,7 @@ from detectron2.projects.deeplab import add_deeplab_config
 from detectron2.utils.logger import setup_logger
 
 from mask2former import add_maskformer2_config
+from mask2former.checkpoint import MaskFormerCheckpointer
 from mask2former.data import build_train_mapper
 from mask2former.engine import (
     AtomicCheckpointer,
@@ -229,9 +229,9 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        MaskFormerCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, require_matching_shapes=True
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         res = Trainer.test(cfg, model)
         if cfg.TEST.AUG.ENABLED:
             res.update(Trainer.test_with_TTA(cfg, model))
