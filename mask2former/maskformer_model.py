@@ -1,0 +1,251 @@
+"""The Mask2Former meta-architecture: backbone -> MaskFormerHead -> set criterion or inference."""
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable
+from detectron2.data import MetadataCatalog
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, build_sem_seg_head
+from detectron2.modeling.postprocessing import sem_seg_postprocess
+from detectron2.structures import BitMasks, ImageList
+from torch import nn
+
+from .modeling.criterion import SetCriterion
+from .modeling.matcher import HungarianMatcher
+from .modeling.postprocessing import instance_inference, panoptic_inference, semantic_inference
+
+__all__ = ["MaskFormer"]
+
+
+@META_ARCH_REGISTRY.register()
+class MaskFormer(nn.Module):
+    """
+    Mask2Former (Cheng et al., "Masked-attention Mask Transformer for Universal Image
+    Segmentation", CVPR 2022): Q queries each predict a class (K classes + "no object") and a
+    mask; training matches them to the ground-truth segments, inference turns them into
+    semantic, panoptic and/or instance results.
+
+    Input, ``batched_inputs``: a list of dicts, one per image, with
+        * "image": (C, H, W) uint8 or float tensor, channels in ``cfg.INPUT.FORMAT`` order,
+          after the dataset mapper's resize.
+        * "height", "width" (optional): the size of the output, usually the original image
+          size; defaults to (H, W).
+        * "instances" (training only): :class:`Instances` with "gt_classes" (T,) int64
+          contiguous class ids and "gt_masks" (T, H, W) :class:`BitMasks` or bool tensor.
+          T may be 0.
+
+    Output (inference): a list of dicts, one per image, at ("height", "width"), with
+        * "sem_seg" (if semantic_on): (K, height, width) per-class scores.
+        * "panoptic_seg" (if panoptic_on): a tuple (panoptic_seg, segments_info):
+          panoptic_seg (height, width) int32 segment ids, 0 = void; segments_info a list with
+          one dict per segment: {"id": int, "category_id": int (contiguous), "isthing": bool}.
+        * "instances" (if instance_on): :class:`Instances` with "pred_masks" (N, height, width)
+          bool, "pred_boxes" :class:`Boxes` (N, 4) enclosing the masks, "scores" (N,),
+          "pred_classes" (N,) int64 contiguous class ids.
+
+    Output (training): a dict of weighted scalar losses ("loss_ce", "loss_mask", "loss_dice",
+    and those of the auxiliary predictions, suffixed "_0", "_1", ...).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        sem_seg_head: nn.Module,
+        criterion: nn.Module,
+        num_queries: int,
+        object_mask_threshold: float,
+        overlap_threshold: float,
+        metadata,
+        size_divisibility: int,
+        sem_seg_postprocess_before_inference: bool,
+        pixel_mean: Tuple[float],
+        pixel_std: Tuple[float],
+        semantic_on: bool,
+        panoptic_on: bool,
+        instance_on: bool,
+        test_topk_per_image: int,
+    ):
+        """
+        Args:
+            backbone: returns the multi-scale features the head reads.
+            sem_seg_head: MaskFormerHead, features -> {"pred_logits": (B, Q, K+1),
+                "pred_masks": (B, Q, H/4, W/4), "aux_outputs": [...]}.
+            criterion: SetCriterion; its ``weight_dict`` weights the returned losses.
+            num_queries: Q.
+            object_mask_threshold, overlap_threshold: panoptic inference thresholds, see
+                :func:`panoptic_inference`.
+            metadata: dataset metadata; its ``thing_dataset_id_to_contiguous_id`` tells thing
+                from stuff classes (needed when panoptic_on).
+            size_divisibility: pad the batch to a multiple of this; < 0: the backbone's.
+            sem_seg_postprocess_before_inference: resize the mask logits to the output size
+                before the semantic inference (always done for panoptic and instance).
+            pixel_mean, pixel_std: per-channel normalization of the input images.
+            semantic_on, panoptic_on, instance_on: which results inference returns.
+            test_topk_per_image: detections per image of the instance inference.
+        """
+        super().__init__()
+        if not (semantic_on or panoptic_on or instance_on):
+            raise ValueError(
+                "MaskFormer: no inference task is on; set one of MODEL.MASK_FORMER.TEST."
+                "SEMANTIC_ON / PANOPTIC_ON / INSTANCE_ON to True"
+            )
+        if panoptic_on and not hasattr(metadata, "thing_dataset_id_to_contiguous_id"):
+            raise ValueError(
+                f"MaskFormer: panoptic inference needs 'thing_dataset_id_to_contiguous_id' in the "
+                f"metadata of the test dataset {getattr(metadata, 'name', metadata)!r}; use a "
+                f"panoptic dataset in DATASETS.TEST or set MODEL.MASK_FORMER.TEST.PANOPTIC_ON False"
+            )
+        self.backbone = backbone
+        self.sem_seg_head = sem_seg_head
+        self.criterion = criterion
+        self.num_queries = num_queries
+        self.object_mask_threshold = object_mask_threshold
+        self.overlap_threshold = overlap_threshold
+        self.metadata = metadata
+        self.size_divisibility = (
+            size_divisibility if size_divisibility >= 0 else backbone.size_divisibility
+        )
+        self.sem_seg_postprocess_before_inference = sem_seg_postprocess_before_inference
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.semantic_on = semantic_on
+        self.panoptic_on = panoptic_on
+        self.instance_on = instance_on
+        self.test_topk_per_image = test_topk_per_image
+        self.thing_classes = (
+            set(metadata.thing_dataset_id_to_contiguous_id.values()) if panoptic_on else None
+        )
+
+    @classmethod
+    def from_config(cls, cfg):
+        mf = cfg.MODEL.MASK_FORMER
+        backbone = build_backbone(cfg)
+        sem_seg_head = build_sem_seg_head(cfg, backbone.output_shape())
+
+        matcher = HungarianMatcher(
+            cost_class=mf.CLASS_WEIGHT,
+            cost_mask=mf.MASK_WEIGHT,
+            cost_dice=mf.DICE_WEIGHT,
+            num_points=mf.TRAIN_NUM_POINTS,
+        )
+        weight_dict = {
+            "loss_ce": mf.CLASS_WEIGHT, "loss_mask": mf.MASK_WEIGHT, "loss_dice": mf.DICE_WEIGHT
+        }
+        if mf.DEEP_SUPERVISION:
+            main_terms = list(weight_dict.items())
+            weight_dict.update(
+                {f"{k}_{i}": v for i in range(mf.DEC_LAYERS - 1) for k, v in main_terms}
+            )
+        criterion = SetCriterion(
+            cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES,
+            matcher=matcher,
+            weight_dict=weight_dict,
+            eos_coef=mf.NO_OBJECT_WEIGHT,
+            losses=["labels", "masks"],
+            num_points=mf.TRAIN_NUM_POINTS,
+            oversample_ratio=mf.OVERSAMPLE_RATIO,
+            importance_sample_ratio=mf.IMPORTANCE_SAMPLE_RATIO,
+        )
+        return {
+            "backbone": backbone,
+            "sem_seg_head": sem_seg_head,
+            "criterion": criterion,
+            "num_queries": mf.NUM_OBJECT_QUERIES,
+            "object_mask_threshold": mf.TEST.OBJECT_MASK_THRESHOLD,
+            "overlap_threshold": mf.TEST.OVERLAP_THRESHOLD,
+            "metadata": MetadataCatalog.get(cfg.DATASETS.TEST[0]),
+            "size_divisibility": mf.SIZE_DIVISIBILITY,
+            "sem_seg_postprocess_before_inference": mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "semantic_on": mf.TEST.SEMANTIC_ON,
+            "instance_on": mf.TEST.INSTANCE_ON,
+            "panoptic_on": mf.TEST.PANOPTIC_ON,
+            "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def forward(self, batched_inputs):
+        """See the class docstring for the input and output formats."""
+        images = [x["image"].to(self.device) for x in batched_inputs]
+        images = [(x - self.pixel_mean) / self.pixel_std for x in images]
+        images = ImageList.from_tensors(images, self.size_divisibility)
+        outputs = self.sem_seg_head(self.backbone(images.tensor))
+
+        if self.training:
+            targets = self.prepare_targets(batched_inputs, images)
+            losses = self.criterion(outputs, targets)
+            weights = self.criterion.weight_dict
+            return {k: v * weights[k] for k, v in losses.items() if k in weights}
+        return self.inference(outputs, batched_inputs, images)
+
+    def prepare_targets(self, batched_inputs, images):
+        """
+        Returns:
+            list[dict]: per image, "labels": (T,) int64 and "masks": (T, Hp, Wp) bool, the
+            ground-truth masks zero-padded to the padded batch size (Hp, Wp).
+        """
+        padded_h, padded_w = images.tensor.shape[-2:]
+        targets = []
+        for i, x in enumerate(batched_inputs):
+            if "instances" not in x:
+                raise ValueError(
+                    f"MaskFormer: training input {i} has no 'instances'; use a Mask2Former dataset "
+                    f"mapper (INPUT.DATASET_MAPPER_NAME) that produces gt_classes and gt_masks"
+                )
+            gt = x["instances"].to(self.device)
+            masks = gt.gt_masks
+            if isinstance(masks, BitMasks):
+                masks = masks.tensor
+            elif not isinstance(masks, torch.Tensor):
+                raise TypeError(
+                    f"MaskFormer: instances.gt_masks of training input {i} is "
+                    f"{type(masks).__name__}; it must be BitMasks or a (T, H, W) tensor "
+                    f"(convert polygons in the dataset mapper)"
+                )
+            padded = masks.new_zeros((masks.shape[0], padded_h, padded_w), dtype=torch.bool)
+            padded[:, : masks.shape[1], : masks.shape[2]] = masks
+            targets.append({"labels": gt.gt_classes, "masks": padded})
+        return targets
+
+    def inference(self, outputs, batched_inputs, images):
+        """Per-image results at the requested output sizes (see the class docstring)."""
+        mask_pred_results = F.interpolate(
+            outputs["pred_masks"], size=images.tensor.shape[-2:], mode="bilinear",
+            align_corners=False,
+        )
+        resize_first = (
+            self.sem_seg_postprocess_before_inference or self.panoptic_on or self.instance_on
+        )
+        processed_results = []
+        for mask_cls, mask_pred, input_per_image, image_size in zip(
+            outputs["pred_logits"], mask_pred_results, batched_inputs, images.image_sizes
+        ):
+            height = input_per_image.get("height", image_size[0])
+            width = input_per_image.get("width", image_size[1])
+            if resize_first:
+                mask_pred = sem_seg_postprocess(mask_pred, image_size, height, width)
+            mask_cls = mask_cls.to(mask_pred)
+
+            result = {}
+            if self.semantic_on:
+                sem_seg = semantic_inference(mask_cls, mask_pred)
+                if not resize_first:
+                    sem_seg = sem_seg_postprocess(sem_seg, image_size, height, width)
+                result["sem_seg"] = sem_seg
+            if self.panoptic_on:
+                result["panoptic_seg"] = panoptic_inference(
+                    mask_cls, mask_pred, self.object_mask_threshold, self.overlap_threshold,
+                    self.thing_classes,
+                )
+            if self.instance_on:
+                result["instances"] = instance_inference(
+                    mask_cls, mask_pred, self.test_topk_per_image, self.thing_classes
+                )
+            processed_results.append(result)
+        return processed_results

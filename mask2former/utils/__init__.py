@@ -1,0 +1,1 @@
+"""Helpers shared by the Mask2Former modules."""
