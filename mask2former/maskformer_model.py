@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, build_sem_seg_head
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import BitMasks, ImageList
@@ -18,6 +19,12 @@ __all__ = ["MaskFormer"]
 
 
 @META_ARCH_REGISTRY.register()
+def _dataset_metadata(cfg):
+    """Metadata (class names, thing ids) of the first test dataset, else of the first train one."""
+    dataset_names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
+    return MetadataCatalog.get(dataset_names[0]) if dataset_names else Metadata()
+
+
 class MaskFormer(nn.Module):
     """
     Mask2Former (Cheng et al., "Masked-attention Mask Transformer for Universal Image
@@ -155,7 +162,7 @@ class MaskFormer(nn.Module):
             "num_queries": mf.NUM_OBJECT_QUERIES,
             "object_mask_threshold": mf.TEST.OBJECT_MASK_THRESHOLD,
             "overlap_threshold": mf.TEST.OVERLAP_THRESHOLD,
-            "metadata": MetadataCatalog.get(cfg.DATASETS.TEST[0]),
+            "metadata": _dataset_metadata(cfg),
             "size_divisibility": mf.SIZE_DIVISIBILITY,
             "sem_seg_postprocess_before_inference": mf.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,

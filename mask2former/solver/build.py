@@ -89,7 +89,9 @@ def build_optimizer(cfg, model):
     if name == "SGD":
         optimizer_class, kwargs = torch.optim.SGD, {"momentum": cfg.SOLVER.MOMENTUM}
     elif name == "ADAMW":
-        optimizer_class, kwargs = torch.optim.AdamW, {}
+        # The fused kernel (CPU and CUDA) does one pass over all parameters: on a CPU it makes the
+        # optimizer step several times faster than the per-parameter loop.
+        optimizer_class, kwargs = torch.optim.AdamW, {"fused": True}
     else:
         raise ValueError(f"SOLVER.OPTIMIZER must be 'ADAMW' or 'SGD', got {name!r}.")
 
