@@ -18,13 +18,13 @@ from .modeling.postprocessing import instance_inference, panoptic_inference, sem
 __all__ = ["MaskFormer"]
 
 
-@META_ARCH_REGISTRY.register()
 def _dataset_metadata(cfg):
     """Metadata (class names, thing ids) of the first test dataset, else of the first train one."""
     dataset_names = cfg.DATASETS.TEST or cfg.DATASETS.TRAIN
     return MetadataCatalog.get(dataset_names[0]) if dataset_names else Metadata()
 
 
+@META_ARCH_REGISTRY.register()
 class MaskFormer(nn.Module):
     """
     Mask2Former (Cheng et al., "Masked-attention Mask Transformer for Universal Image
