@@ -46,8 +46,14 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
     """
     ``DetectionCheckpointer`` (same arguments, same loading) that, after loading model weights,
     logs one warning naming every model parameter or buffer that was skipped because the
-    checkpoint holds it with another shape, with both shapes.
+    checkpoint holds it with another shape, with both shapes. With
+    ``require_matching_shapes=True`` (evaluation: a partly random model gives wrong results)
+    such a checkpoint is an error instead, raised before anything is loaded.
     """
+
+    def __init__(self, model, save_dir="", *, require_matching_shapes=False, **kwargs):
+        super().__init__(model, save_dir, **kwargs)
+        self.require_matching_shapes = require_matching_shapes
 
     def load(self, path, *args, **kwargs):
         self._loading_path = path
@@ -56,13 +62,20 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint):
         checkpoint_shapes = {k: tuple(v.shape) for k, v in checkpoint["model"].items()}
         model_shapes = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
-        incompatible = super()._load_model(checkpoint)
         skipped = shape_mismatches(model_shapes, checkpoint_shapes)
-        if skipped:
-            lines = "\n".join(
-                f"  {name}: checkpoint {tuple(ckpt)}, model {tuple(model)}"
-                for name, ckpt, model in skipped
+        lines = "\n".join(
+            f"  {name}: checkpoint {tuple(ckpt)}, model {tuple(model)}"
+            for name, ckpt, model in skipped
+        )
+        if skipped and self.require_matching_shapes:
+            raise ValueError(
+                f"{self._loading_path} does not fit the model: {len(skipped)} parameters/buffers "
+                "have other shapes (e.g. it was trained for another number of classes than "
+                "MODEL.SEM_SEG_HEAD.NUM_CLASSES); use the config it was trained with:\n"
+                f"{lines}"
             )
+        incompatible = super()._load_model(checkpoint)
+        if skipped:
             logger.warning(
                 f"{len(skipped)} parameters/buffers of the model were NOT loaded from "
                 f"{self._loading_path} because their shapes differ "
