@@ -21,10 +21,7 @@ import pycocotools.mask as mask_util
 import tqdm
 from PIL import Image
 
-from mask2former.data.datasets.ade20k_categories import (
-    ADE20K_150_CATEGORIES,
-    ADE20K_INSTANCE_CLASS_IDS,
-)
+from mask2former.data.datasets.ade20k_categories import ADE20K_150_CATEGORIES, ade20k_instances
 
 SPLITS = (("train", "training"), ("val", "validation"))
 
@@ -44,20 +41,13 @@ def instance_annotations(instance_path, image_id, image_size, first_id):
                          f"{instance.shape[0]} (WxH) but its image is "
                          f"{image_size[1]}x{image_size[0]}.")
     annotations = []
-    for inst in np.unique(instance[..., 1]):
-        if inst == 0:
-            continue
-        mask = instance[..., 1] == inst
-        categories = np.unique(instance[..., 0][mask])
-        if len(categories) != 1 or not 1 <= categories[0] <= len(ADE20K_INSTANCE_CLASS_IDS):
-            raise ValueError(f"{instance_path}: instance {inst} has instance categories "
-                             f"{categories.tolist()}, expected one value in 1..100.")
+    for mask, class_id in ade20k_instances(instance, instance_path):
         rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
         annotations.append({
             "id": first_id + len(annotations),
             "image_id": image_id,
-            "category_id": ADE20K_INSTANCE_CLASS_IDS[categories[0] - 1],
+            "category_id": class_id,
             "segmentation": rle,
             "area": int(mask_util.area(rle)),
             "bbox": [float(x) for x in mask_util.toBbox(rle)],

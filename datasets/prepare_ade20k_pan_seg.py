@@ -27,10 +27,7 @@ import tqdm
 from panopticapi.utils import id2rgb
 from PIL import Image
 
-from mask2former.data.datasets.ade20k_categories import (
-    ADE20K_150_CATEGORIES,
-    ADE20K_INSTANCE_CLASS_IDS,
-)
+from mask2former.data.datasets.ade20k_categories import ADE20K_150_CATEGORIES, ade20k_instances
 
 SPLITS = (("train", "training"), ("val", "validation"))
 
@@ -38,8 +35,8 @@ SPLITS = (("train", "training"), ("val", "validation"))
 def read_annotations(image_path, semantic_path, instance_path):
     """
     Returns:
-        (H, W) int64 class ids (-1 = other), (H, W) int64 instance category (0 = none),
-        (H, W) int64 instance ids (0 = none), image (height, width).
+        (H, W) int64 class ids (-1 = other), (H, W, 3) int64 instance PNG (see
+        :func:`ade20k_instances`), image (height, width).
     """
     with Image.open(image_path) as image:
         size = (image.height, image.width)
@@ -49,7 +46,7 @@ def read_annotations(image_path, semantic_path, instance_path):
         if array.shape[:2] != size:
             raise ValueError(f"Annotation {path} has size {array.shape[1]}x{array.shape[0]} "
                              f"(WxH) but its image {image_path} is {size[1]}x{size[0]}.")
-    return semantic, instance[..., 0], instance[..., 1], size
+    return semantic, instance, size
 
 
 def bounding_box(mask):
@@ -59,11 +56,15 @@ def bounding_box(mask):
             int(ys.max() - ys.min() + 1)]
 
 
-def panoptic_segments(semantic, instance_class, instance_id, source):
+def panoptic_segments(semantic, instance, source):
     """
+    Args:
+        semantic: (H, W) int64 class ids (-1 = other).
+        instance: (H, W, 3) instance PNG; ``source`` names it in error messages.
+
     Returns:
         (H, W) int64 segment ids (0 = void) and the list of segment dicts (COCO panoptic
-        "segments_info"); ``source`` names the annotation in error messages.
+        "segments_info").
     """
     pan = np.zeros(semantic.shape, dtype=np.int64)
     segments = []
@@ -76,15 +77,8 @@ def panoptic_segments(semantic, instance_class, instance_id, source):
     for class_id in np.unique(semantic):
         if class_id >= 0 and not ADE20K_150_CATEGORIES[class_id]["isthing"]:
             add(semantic == class_id, class_id)
-    for inst in np.unique(instance_id):
-        if inst == 0:
-            continue
-        mask = instance_id == inst
-        categories = np.unique(instance_class[mask])
-        if len(categories) != 1 or not 1 <= categories[0] <= len(ADE20K_INSTANCE_CLASS_IDS):
-            raise ValueError(f"{source}: instance {inst} has instance categories "
-                             f"{categories.tolist()}, expected one value in 1..100.")
-        add(mask, ADE20K_INSTANCE_CLASS_IDS[categories[0] - 1])
+    for mask, class_id in ade20k_instances(instance, source):
+        add(mask, class_id)
     kept = []
     for segment in segments:  # stuff partly covered by things may vanish entirely
         mask = pan == segment["id"]
@@ -109,10 +103,9 @@ def main(root):
         images, annotations = [], []
         for image_path in tqdm.tqdm(sorted(image_dir.glob("*.jpg")), desc=f"ADE20K {split}"):
             stem = image_path.stem
-            semantic, instance_class, instance_id, (h, w) = read_annotations(
+            semantic, instance, (h, w) = read_annotations(
                 image_path, semantic_dir / f"{stem}.png", instance_dir / f"{stem}.png")
-            pan, segments = panoptic_segments(semantic, instance_class, instance_id,
-                                              instance_dir / f"{stem}.png")
+            pan, segments = panoptic_segments(semantic, instance, instance_dir / f"{stem}.png")
             Image.fromarray(id2rgb(pan)).save(output_dir / f"{stem}.png")
             images.append({"id": stem, "file_name": image_path.name, "width": w, "height": h})
             annotations.append(

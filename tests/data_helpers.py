@@ -3,6 +3,7 @@ Shared steps of the data tests: run a prepare script as users do, train a small
 Mask2Former for two iterations through train_net.py's Trainer, and run the real evaluators
 on predictions made from the ground truth.
 """
+import contextlib
 import os
 import runpy
 import sys
@@ -46,6 +47,17 @@ def register_datasets(root):
     builtin.register_all_cityscapes(str(root))
     builtin.register_all_cityscapes_panoptic(str(root))
     register_all(str(root))
+
+
+@contextlib.contextmanager
+def registered_at(root, datasets_root):
+    """Register the datasets with files under ``root`` for a ``with`` block, then again under
+    ``datasets_root`` (the session's datasets)."""
+    register_datasets(root)
+    try:
+        yield
+    finally:
+        register_datasets(datasets_root)
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +194,20 @@ def panoptic_output(d, thing_ids=()):
                  "isthing": s.get("isthing", s["category_id"] in thing_ids)}
                 for s in d["segments_info"]]
     return {"panoptic_seg": (pan.int(), segments)}
+
+
+def panoptic_dataset_output(d, num_classes, ignore_label, instances_meta=None):
+    """
+    {"sem_seg", "panoptic_seg"} of the ground truth of a panoptic dataset dict (see
+    :func:`semantic_output`, :func:`panoptic_output`) and, when ``instances_meta`` is given,
+    "instances" read from its "json_file" (see :func:`instance_output_from_json`).
+    """
+    out = semantic_output(d, num_classes, ignore_label)
+    out.update(panoptic_output(d))
+    if instances_meta is not None:
+        out.update(instance_output_from_json(d, instances_meta.json_file,
+                                             instances_meta.thing_dataset_id_to_contiguous_id))
+    return out
 
 
 def instance_output(d, height, width):

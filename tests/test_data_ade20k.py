@@ -6,9 +6,8 @@ from data_helpers import (
     Trainer,
     evaluate,
     instance_output,
-    instance_output_from_json,
-    panoptic_output,
-    register_datasets,
+    panoptic_dataset_output,
+    registered_at,
     semantic_output,
     train_config,
     train_two_iterations,
@@ -89,8 +88,7 @@ def test_annotation_of_wrong_size_names_the_file(datasets_root, tmp_path):
 
 
 def test_missing_dataset_names_path_and_prepare_script(datasets_root, tmp_path):
-    register_datasets(tmp_path / "empty")
-    try:
+    with registered_at(tmp_path / "empty", datasets_root):
         with pytest.raises(FileNotFoundError, match="prepare_ade20k_sem_seg.py") as e:
             DatasetCatalog.get("ade20k_sem_seg_train")
         assert str(tmp_path / "empty" / "ADEChallengeData2016") in str(e.value)
@@ -100,8 +98,6 @@ def test_missing_dataset_names_path_and_prepare_script(datasets_root, tmp_path):
             DatasetCatalog.get("ade20k_instance_val")
         with pytest.raises(FileNotFoundError, match="prepare_ade20k_full_sem_seg.py"):
             DatasetCatalog.get("ade20k_full_sem_seg_val")
-    finally:
-        register_datasets(datasets_root)
 
 
 def test_semantic_train_evaluate_and_tta(datasets_root, tmp_path):
@@ -134,15 +130,8 @@ def test_panoptic_train_and_evaluate(datasets_root, tmp_path):
 
     meta = MetadataCatalog.get("ade20k_panoptic_val")
     evaluator = Trainer.build_evaluator(cfg, "ade20k_panoptic_val", str(tmp_path / "eval"))
-
-    def ground_truth(d):
-        out = semantic_output(d, 150, 255)
-        out.update(panoptic_output(d))
-        out.update(instance_output_from_json(d, meta.json_file,
-                                             meta.thing_dataset_id_to_contiguous_id))
-        return out
-
-    res = evaluate(evaluator, "ade20k_panoptic_val", ground_truth)
+    res = evaluate(evaluator, "ade20k_panoptic_val",
+                   lambda d: panoptic_dataset_output(d, 150, 255, instances_meta=meta))
     assert res["panoptic_seg"]["PQ"] == pytest.approx(100.0)
     assert res["sem_seg"]["mIoU"] == pytest.approx(100.0)
     assert res["segm"]["AP"] == pytest.approx(100.0)

@@ -6,10 +6,9 @@ from data_helpers import (
     Trainer,
     evaluate,
     instance_output,
-    instance_output_from_json,
+    panoptic_dataset_output,
     panoptic_output,
-    register_datasets,
-    semantic_output,
+    registered_at,
     train_config,
     train_two_iterations,
 )
@@ -84,15 +83,8 @@ def test_panoptic_train_and_evaluate(datasets_root, tmp_path):
     name = "coco_2017_val_panoptic_with_sem_seg"
     meta = MetadataCatalog.get(name)
     evaluator = Trainer.build_evaluator(cfg, name, str(tmp_path / "eval"))
-
-    def ground_truth(d):
-        out = semantic_output(d, 133, 255)
-        out.update(panoptic_output(d))
-        out.update(instance_output_from_json(d, meta.json_file,
-                                             meta.thing_dataset_id_to_contiguous_id))
-        return out
-
-    res = evaluate(evaluator, name, ground_truth)
+    res = evaluate(evaluator, name,
+                   lambda d: panoptic_dataset_output(d, 133, 255, instances_meta=meta))
     assert res["panoptic_seg"]["PQ"] == pytest.approx(100.0)
     assert res["sem_seg"]["mIoU"] == pytest.approx(100.0)
     assert res["segm"]["AP"] == pytest.approx(100.0)
@@ -129,12 +121,9 @@ def test_instance_train_and_evaluate(datasets_root, tmp_path):
 
 
 def test_missing_coco_panoptic_names_path_and_prepare_script(datasets_root, tmp_path):
-    register_datasets(tmp_path / "empty")
-    try:
+    with registered_at(tmp_path / "empty", datasets_root):
         with pytest.raises(FileNotFoundError, match="prepare_coco_semantic_annos_from_panoptic"):
             DatasetCatalog.get("coco_2017_val_panoptic_with_sem_seg")
-    finally:
-        register_datasets(datasets_root)
 
 
 def test_panoptic_annotation_of_wrong_size_names_the_file(datasets_root, tmp_path):

@@ -7,8 +7,9 @@ import torch
 from data_helpers import (
     Trainer,
     evaluate,
+    panoptic_dataset_output,
     panoptic_output,
-    register_datasets,
+    registered_at,
     semantic_output,
     train_config,
     train_two_iterations,
@@ -65,24 +66,16 @@ def test_mapillary_panoptic_train_and_evaluate(datasets_root, tmp_path):
     train_two_iterations(cfg)
     evaluator = Trainer.build_evaluator(cfg, "mapillary_vistas_panoptic_val",
                                         str(tmp_path / "eval"))
-
-    def ground_truth(d):
-        out = semantic_output(d, 65, 65)
-        out.update(panoptic_output(d))
-        return out
-
-    res = evaluate(evaluator, "mapillary_vistas_panoptic_val", ground_truth)
+    res = evaluate(evaluator, "mapillary_vistas_panoptic_val",
+                   lambda d: panoptic_dataset_output(d, 65, 65))
     assert res["panoptic_seg"]["PQ"] == pytest.approx(100.0)
     assert res["sem_seg"]["mIoU"] == pytest.approx(100.0)
 
 
 def test_missing_mapillary_names_path(datasets_root, tmp_path):
-    register_datasets(tmp_path / "empty")
-    try:
+    with registered_at(tmp_path / "empty", datasets_root):
         with pytest.raises(FileNotFoundError, match="mapillary_vistas/training/images"):
             DatasetCatalog.get("mapillary_vistas_sem_seg_train")
-    finally:
-        register_datasets(datasets_root)
 
 
 def test_cityscapes_semantic_train_and_evaluate(datasets_root, tmp_path):

@@ -4,13 +4,12 @@ Training mappers for instance segmentation on COCO-format datasets: "mask_former
 """
 import copy
 
-from detectron2.config import configurable
 from detectron2.data import transforms as T
 
+from .base import LargeScaleJitterMixin, TrainingDatasetMapper
 from .utils import (
     IMAGE_PAD_VALUE,
     build_augmentation,
-    build_lsj_augmentation,
     image_to_tensor,
     instances_from_annotations,
     make_instances,
@@ -19,7 +18,7 @@ from .utils import (
 )
 
 
-class MaskFormerInstanceDatasetMapper:
+class MaskFormerInstanceDatasetMapper(TrainingDatasetMapper):
     """
     Turn a COCO-format instance dataset dict ("file_name", "annotations" with polygon or RLE
     "segmentation" and contiguous "category_id") into a training input:
@@ -29,29 +28,10 @@ class MaskFormerInstanceDatasetMapper:
       "gt_masks" (N, H, W)); N = 0 for an image without objects.
     """
 
-    @configurable
-    def __init__(self, is_train=True, *, augmentations, image_format, size_divisibility):
-        """
-        Args:
-            is_train: must be True (inference uses Detectron2's default test mapper).
-            augmentations (list): Detectron2 augmentations.
-            image_format (str): e.g. "RGB".
-            size_divisibility (int): pad to a multiple of this (<= 0: no padding).
-        """
-        if not is_train:
-            raise ValueError(f"{type(self).__name__} is for training only.")
-        self.augmentations = T.AugmentationList(augmentations)
-        self.image_format = image_format
-        self.size_divisibility = size_divisibility
-
     @classmethod
     def from_config(cls, cfg, is_train=True):
-        return {
-            "is_train": is_train,
-            "augmentations": build_augmentation(cfg, category_area_constraint=False),
-            "image_format": cfg.INPUT.FORMAT,
-            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
-        }
+        return dict(super().from_config(cfg, is_train),
+                    augmentations=build_augmentation(cfg, category_area_constraint=False))
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
@@ -75,13 +55,8 @@ class MaskFormerInstanceDatasetMapper:
         return dataset_dict
 
 
-class COCOInstanceLSJDatasetMapper(MaskFormerInstanceDatasetMapper):
+class COCOInstanceLSJDatasetMapper(LargeScaleJitterMixin, MaskFormerInstanceDatasetMapper):
     """
     :class:`MaskFormerInstanceDatasetMapper` with large-scale jitter (flip, ResizeScale,
     FixedSizeCrop to INPUT.IMAGE_SIZE): every image comes out IMAGE_SIZE x IMAGE_SIZE.
     """
-
-    @classmethod
-    def from_config(cls, cfg, is_train=True):
-        return dict(super().from_config(cfg, is_train), augmentations=build_lsj_augmentation(cfg),
-                    size_divisibility=-1)

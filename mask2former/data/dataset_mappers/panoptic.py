@@ -10,14 +10,13 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 
+from .base import LargeScaleJitterMixin, TrainingDatasetMapper
 from .utils import (
     IMAGE_PAD_VALUE,
-    build_augmentation,
-    build_lsj_augmentation,
+    check_segment_ids,
     image_to_tensor,
     instances_from_panoptic,
     pad_to_multiple,
-    check_segment_ids,
     panoptic_ids,
     read_annotation_map,
     read_image,
@@ -25,7 +24,7 @@ from .utils import (
 )
 
 
-class MaskFormerPanopticDatasetMapper:
+class MaskFormerPanopticDatasetMapper(TrainingDatasetMapper):
     """
     Turn a panoptic dataset dict ("file_name", "pan_seg_file_name", "segments_info" with
     contiguous "category_id", optionally "sem_seg_file_name") into a training input:
@@ -43,29 +42,18 @@ class MaskFormerPanopticDatasetMapper:
                  size_divisibility):
         """
         Args:
-            is_train: must be True (inference uses Detectron2's default test mapper).
-            augmentations (list): Detectron2 augmentations.
-            image_format (str): e.g. "RGB".
             ignore_label (int): label of unannotated pixels in the semantic map.
-            size_divisibility (int): pad to a multiple of this (<= 0: no padding).
+            is_train, augmentations, image_format, size_divisibility: as in
+                :class:`TrainingDatasetMapper`.
         """
-        if not is_train:
-            raise ValueError(f"{type(self).__name__} is for training only.")
-        self.augmentations = T.AugmentationList(augmentations)
-        self.image_format = image_format
+        super().__init__(is_train, augmentations=augmentations, image_format=image_format,
+                         size_divisibility=size_divisibility)
         self.ignore_label = ignore_label
-        self.size_divisibility = size_divisibility
 
     @classmethod
     def from_config(cls, cfg, is_train=True):
         meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
-        return {
-            "is_train": is_train,
-            "augmentations": build_augmentation(cfg),
-            "image_format": cfg.INPUT.FORMAT,
-            "ignore_label": meta.get("ignore_label", 255),
-            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
-        }
+        return dict(super().from_config(cfg, is_train), ignore_label=meta.get("ignore_label", 255))
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)
@@ -94,13 +82,8 @@ class MaskFormerPanopticDatasetMapper:
         return dataset_dict
 
 
-class COCOPanopticLSJDatasetMapper(MaskFormerPanopticDatasetMapper):
+class COCOPanopticLSJDatasetMapper(LargeScaleJitterMixin, MaskFormerPanopticDatasetMapper):
     """
     :class:`MaskFormerPanopticDatasetMapper` with large-scale jitter (flip, ResizeScale,
     FixedSizeCrop to INPUT.IMAGE_SIZE): every image comes out IMAGE_SIZE x IMAGE_SIZE.
     """
-
-    @classmethod
-    def from_config(cls, cfg, is_train=True):
-        return dict(super().from_config(cfg, is_train), augmentations=build_lsj_augmentation(cfg),
-                    size_divisibility=-1)

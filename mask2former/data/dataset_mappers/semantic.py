@@ -8,9 +8,9 @@ from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data import transforms as T
 
+from .base import TrainingDatasetMapper
 from .utils import (
     IMAGE_PAD_VALUE,
-    build_augmentation,
     image_to_tensor,
     instances_from_semantic,
     pad_to_multiple,
@@ -19,7 +19,7 @@ from .utils import (
 )
 
 
-class MaskFormerSemanticDatasetMapper:
+class MaskFormerSemanticDatasetMapper(TrainingDatasetMapper):
     """
     Turn a semantic-segmentation dataset dict ("file_name", "sem_seg_file_name") into a
     training input of MaskFormer:
@@ -34,29 +34,18 @@ class MaskFormerSemanticDatasetMapper:
                  size_divisibility):
         """
         Args:
-            is_train: must be True (inference uses Detectron2's default test mapper).
-            augmentations (list): Detectron2 augmentations, applied to image and label map.
-            image_format (str): e.g. "RGB".
             ignore_label (int): label of unannotated pixels.
-            size_divisibility (int): pad to a multiple of this (<= 0: no padding).
+            is_train, augmentations, image_format, size_divisibility: as in
+                :class:`TrainingDatasetMapper`.
         """
-        if not is_train:
-            raise ValueError("MaskFormerSemanticDatasetMapper is for training only.")
-        self.augmentations = T.AugmentationList(augmentations)
-        self.image_format = image_format
+        super().__init__(is_train, augmentations=augmentations, image_format=image_format,
+                         size_divisibility=size_divisibility)
         self.ignore_label = ignore_label
-        self.size_divisibility = size_divisibility
 
     @classmethod
     def from_config(cls, cfg, is_train=True):
         meta = MetadataCatalog.get(cfg.DATASETS.TRAIN[0])
-        return {
-            "is_train": is_train,
-            "augmentations": build_augmentation(cfg),
-            "image_format": cfg.INPUT.FORMAT,
-            "ignore_label": meta.ignore_label,
-            "size_divisibility": cfg.INPUT.SIZE_DIVISIBILITY,
-        }
+        return dict(super().from_config(cfg, is_train), ignore_label=meta.ignore_label)
 
     def __call__(self, dataset_dict):
         dataset_dict = copy.deepcopy(dataset_dict)

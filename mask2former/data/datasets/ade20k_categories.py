@@ -3,8 +3,10 @@ The 150 classes of the ADE20K scene-parsing benchmark (ADEChallengeData2016, obj
 in label order, with the colors of the benchmark's palette and whether the class is a
 "thing" (one of the 100 classes of the ADE20K instance-segmentation annotations) or "stuff".
 
-Label ``k`` (1..150) of ``annotations/*.png`` is entry ``k - 1`` here.
+Label ``k`` (1..150) of ``annotations/*.png`` is entry ``k - 1`` here; instances of the
+``annotations_instance/*.png`` files are read by :func:`ade20k_instances`.
 """
+import numpy as np
 
 # (name, color, isthing)
 _ADE20K_150 = [
@@ -172,3 +174,33 @@ ADE20K_150_CATEGORIES = [
 # ``ADE20K_INSTANCE_CLASS_IDS[k - 1]``. The 100 instance categories (instanceInfo100_*.txt of
 # the Places challenge) are the thing classes in class-id order.
 ADE20K_INSTANCE_CLASS_IDS = [c["id"] for c in ADE20K_150_CATEGORIES if c["isthing"]]
+
+
+def ade20k_instances(instance_png, source):
+    """
+    The instances of one ADE20K ``annotations_instance`` PNG.
+
+    Args:
+        instance_png (ndarray): (H, W, 3) integer array of the PNG: R channel = instance
+            category 1..100, G channel = instance id (0 = no instance).
+        source: the PNG's path, named in errors.
+
+    Returns:
+        list[tuple[ndarray, int]]: the (H, W) bool mask and the 0-based class id of each
+        instance, in instance-id order.
+
+    Raises:
+        ValueError: naming ``source`` when an instance has several categories or one outside
+            1..100.
+    """
+    instances = []
+    for inst in np.unique(instance_png[..., 1]):
+        if inst == 0:
+            continue
+        mask = instance_png[..., 1] == inst
+        categories = np.unique(instance_png[..., 0][mask])
+        if len(categories) != 1 or not 1 <= categories[0] <= len(ADE20K_INSTANCE_CLASS_IDS):
+            raise ValueError(f"{source}: instance {inst} has instance categories "
+                             f"{categories.tolist()}, expected one value in 1..100.")
+        instances.append((mask, ADE20K_INSTANCE_CLASS_IDS[categories[0] - 1]))
+    return instances

@@ -1,7 +1,8 @@
 """
 Helpers shared by the dataset registrations: (re-)registering a dataset by name, checking
-that a dataset's files are where the registration expects them, and loading the two on-disk
-formats the datasets share (semantic PNGs next to images; COCO-style panoptic json + PNGs).
+that a dataset's files are where the registration expects them, and registering and loading
+the two on-disk formats the datasets share (semantic PNGs next to images; COCO-style panoptic
+json + PNGs).
 """
 import json
 import os
@@ -22,6 +23,44 @@ def register_dataset(name, loader, **metadata):
         MetadataCatalog.remove(name)
     DatasetCatalog.register(name, loader)
     MetadataCatalog.get(name).set(**metadata)
+
+
+def register_sem_seg(name, image_dir, gt_dir, prepare, gt_ext="png", **metadata):
+    """
+    Register the semantic segmentation dataset ``name``: images in ``image_dir``, label images
+    of the same names (extension ``gt_ext``) in ``gt_dir``, loaded by
+    :func:`load_sem_seg_checked` (``prepare`` says how to create missing files). The metadata
+    is ``metadata`` with "image_root" and "sem_seg_root".
+    """
+    register_dataset(
+        name,
+        lambda: load_sem_seg_checked(gt_dir, image_dir, prepare, gt_ext=gt_ext),
+        image_root=image_dir,
+        sem_seg_root=gt_dir,
+        **metadata,
+    )
+
+
+def register_panoptic(name, panoptic_json, image_dir, panoptic_dir, meta, prepare,
+                      semseg_dir=None, **metadata):
+    """
+    Register the panoptic segmentation dataset ``name``, loaded by :func:`load_panoptic_json`
+    from ``panoptic_json`` (the other arguments are that function's). The metadata is ``meta``
+    (see :func:`panoptic_meta`) and ``metadata`` with "image_root", "panoptic_root",
+    "panoptic_json" and "sem_seg_root" (``semseg_dir``).
+    """
+    register_dataset(
+        name,
+        lambda: load_panoptic_json(
+            panoptic_json, image_dir, panoptic_dir, meta, prepare, semseg_dir=semseg_dir
+        ),
+        image_root=image_dir,
+        panoptic_root=panoptic_dir,
+        panoptic_json=panoptic_json,
+        sem_seg_root=semseg_dir,
+        **meta,
+        **metadata,
+    )
 
 
 def check_exists(path, prepare):

@@ -6,7 +6,7 @@ images and 16-bit TIFF train-id labels (65535 = ignore) written by
 import os
 
 from .ade20k_full_categories import ADE20K_FULL_CLASSES
-from .catalog import load_sem_seg_checked, register_dataset
+from .catalog import register_sem_seg
 
 _PREPARE = "Download ADE20K_2021_17_01 and run datasets/prepare_ade20k_full_sem_seg.py"
 # Ignore label of the 16-bit label images.
@@ -19,11 +19,12 @@ def register_all_ade20k_full(root):
     for split, dirname in (("train", "training"), ("val", "validation")):
         image_dir = os.path.join(root, "images_detectron2", dirname)
         gt_dir = os.path.join(root, "annotations_detectron2", dirname)
-        register_dataset(
+        register_sem_seg(
             f"ade20k_full_sem_seg_{split}",
-            lambda x=image_dir, y=gt_dir: load_sem_seg_checked(y, x, _PREPARE, gt_ext="tif"),
-            image_root=image_dir,
-            sem_seg_root=gt_dir,
+            image_dir,
+            gt_dir,
+            _PREPARE,
+            gt_ext="tif",
             stuff_classes=[name for _, name in ADE20K_FULL_CLASSES],
             stuff_dataset_id_to_contiguous_id={i: i for i in range(len(ADE20K_FULL_CLASSES))},
             evaluator_type="sem_seg",

@@ -10,7 +10,7 @@ The metadata names the instance json of ``datasets/prepare_ade20k_ins_seg.py`` a
 import os
 
 from .ade20k_categories import ADE20K_150_CATEGORIES
-from .catalog import load_panoptic_json, panoptic_meta, register_dataset
+from .catalog import panoptic_meta, register_panoptic
 
 _PREPARE = (
     "Download ADEChallengeData2016 and the ADE20K instance annotations, then run "
@@ -28,18 +28,16 @@ def register_all_ade20k_panoptic(root):
         pan_dir = os.path.join(root, f"ade20k_panoptic_{split}")
         pan_json = os.path.join(root, f"ade20k_panoptic_{split}.json")
         sem_dir = os.path.join(root, "annotations_detectron2", dirname)
-        register_dataset(
+        register_panoptic(
             f"ade20k_panoptic_{split}",
-            lambda j=pan_json, i=image_dir, p=pan_dir, s=sem_dir: load_panoptic_json(
-                j, i, p, meta, _PREPARE, semseg_dir=s
-            ),
-            image_root=image_dir,
-            panoptic_root=pan_dir,
-            panoptic_json=pan_json,
-            sem_seg_root=sem_dir,
+            pan_json,
+            image_dir,
+            pan_dir,
+            meta,
+            _PREPARE,
+            semseg_dir=sem_dir,
             json_file=os.path.join(root, f"ade20k_instance_{split}.json"),
             evaluator_type="ade20k_panoptic_seg",
             ignore_label=255,
             label_divisor=1000,
-            **meta,
         )

@@ -6,7 +6,7 @@ ADEChallengeData2016 and the labels shifted by ``datasets/prepare_ade20k_sem_seg
 import os
 
 from .ade20k_categories import ADE20K_150_CATEGORIES
-from .catalog import load_sem_seg_checked, register_dataset
+from .catalog import register_sem_seg
 
 _PREPARE = "Download ADEChallengeData2016 and run datasets/prepare_ade20k_sem_seg.py"
 
@@ -17,11 +17,11 @@ def register_all_ade20k_semantic(root):
     for split, dirname in (("train", "training"), ("val", "validation")):
         image_dir = os.path.join(root, "images", dirname)
         gt_dir = os.path.join(root, "annotations_detectron2", dirname)
-        register_dataset(
+        register_sem_seg(
             f"ade20k_sem_seg_{split}",
-            lambda x=image_dir, y=gt_dir: load_sem_seg_checked(y, x, _PREPARE),
-            image_root=image_dir,
-            sem_seg_root=gt_dir,
+            image_dir,
+            gt_dir,
+            _PREPARE,
             stuff_classes=[c["name"] for c in ADE20K_150_CATEGORIES],
             stuff_colors=[c["color"] for c in ADE20K_150_CATEGORIES],
             evaluator_type="sem_seg",

@@ -14,7 +14,7 @@ import os
 
 from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
 
-from .catalog import load_panoptic_json, panoptic_meta, register_dataset
+from .catalog import panoptic_meta, register_panoptic
 
 _PREPARE = (
     "Download COCO 2017 images and panoptic annotations (unzip annotations/panoptic_*2017.zip) "
@@ -43,18 +43,16 @@ def register_all_coco_panoptic_annos_sem_seg(root):
             (f"coco_2017_{split}_panoptic", None),
             (f"coco_2017_{split}_panoptic_with_sem_seg", sem_dir),
         ):
-            register_dataset(
+            register_panoptic(
                 name,
-                lambda j=pan_json, i=image_dir, p=pan_dir, s=semseg: load_panoptic_json(
-                    j, i, p, meta, _PREPARE, semseg_dir=s
-                ),
-                image_root=image_dir,
-                panoptic_root=pan_dir,
-                panoptic_json=pan_json,
+                pan_json,
+                image_dir,
+                pan_dir,
+                meta,
+                _PREPARE,
+                semseg_dir=semseg,
                 json_file=ins_json,
-                sem_seg_root=semseg,
                 evaluator_type="coco_panoptic_seg",
                 ignore_label=255,
                 label_divisor=1000,
-                **meta,
             )

@@ -7,7 +7,7 @@ unchanged (no prepare script): ``{training,validation}/images/*.jpg``,
 """
 import os
 
-from .catalog import load_panoptic_json, load_sem_seg_checked, panoptic_meta, register_dataset
+from .catalog import panoptic_meta, register_panoptic, register_sem_seg
 from .mapillary_vistas_categories import MAPILLARY_VISTAS_IGNORE_LABEL, MAPILLARY_VISTAS_LABELS
 
 _PREPARE = (
@@ -32,28 +32,25 @@ def register_all_mapillary_vistas(root):
         label_dir = os.path.join(root, dirname, "labels")
         pan_dir = os.path.join(root, dirname, "panoptic")
         pan_json = os.path.join(pan_dir, "panoptic_2018.json")
-        common = dict(
-            image_root=image_dir,
-            sem_seg_root=label_dir,
-            ignore_label=MAPILLARY_VISTAS_IGNORE_LABEL,
-        )
-        register_dataset(
+        register_sem_seg(
             f"mapillary_vistas_sem_seg_{split}",
-            lambda x=image_dir, y=label_dir: load_sem_seg_checked(y, x, _PREPARE),
+            image_dir,
+            label_dir,
+            _PREPARE,
             stuff_classes=meta["stuff_classes"],
             stuff_colors=meta["stuff_colors"],
             evaluator_type="sem_seg",
-            **common,
+            ignore_label=MAPILLARY_VISTAS_IGNORE_LABEL,
         )
-        register_dataset(
+        register_panoptic(
             f"mapillary_vistas_panoptic_{split}",
-            lambda j=pan_json, i=image_dir, p=pan_dir, s=label_dir: load_panoptic_json(
-                j, i, p, meta, _PREPARE, semseg_dir=s
-            ),
-            panoptic_root=pan_dir,
-            panoptic_json=pan_json,
+            pan_json,
+            image_dir,
+            pan_dir,
+            meta,
+            _PREPARE,
+            semseg_dir=label_dir,
             evaluator_type="mapillary_vistas_panoptic_seg",
+            ignore_label=MAPILLARY_VISTAS_IGNORE_LABEL,
             label_divisor=1000,
-            **common,
-            **meta,
         )
