@@ -43,13 +43,14 @@ logger = logging.getLogger(__name__)
 # Bump when the rendered scenes or the file formats change: existing data is then regenerated.
 GENERATOR_VERSION = 1
 
+_SHAPE, _BACKGROUND = "shape", "background"  # supercategories
 SHAPES_CATEGORIES = [
-    {"id": 1, "name": "circle", "isthing": 1, "color": [220, 20, 60], "supercategory": "shape"},
-    {"id": 2, "name": "square", "isthing": 1, "color": [0, 130, 255], "supercategory": "shape"},
-    {"id": 3, "name": "triangle", "isthing": 1, "color": [250, 170, 30], "supercategory": "shape"},
-    {"id": 4, "name": "sky", "isthing": 0, "color": [135, 206, 235], "supercategory": "background"},
-    {"id": 5, "name": "ground", "isthing": 0, "color": [139, 90, 43], "supercategory": "background"},
-    {"id": 6, "name": "water", "isthing": 0, "color": [0, 80, 160], "supercategory": "background"},
+    {"id": 1, "name": "circle", "isthing": 1, "color": [220, 20, 60], "supercategory": _SHAPE},
+    {"id": 2, "name": "square", "isthing": 1, "color": [0, 130, 255], "supercategory": _SHAPE},
+    {"id": 3, "name": "triangle", "isthing": 1, "color": [250, 170, 30], "supercategory": _SHAPE},
+    {"id": 4, "name": "sky", "isthing": 0, "color": [135, 206, 235], "supercategory": _BACKGROUND},
+    {"id": 5, "name": "ground", "isthing": 0, "color": [139, 90, 43], "supercategory": _BACKGROUND},
+    {"id": 6, "name": "water", "isthing": 0, "color": [0, 80, 160], "supercategory": _BACKGROUND},
 ]
 _CATEGORY_ID = {c["name"]: c["id"] for c in SHAPES_CATEGORIES}
 _THING_NAMES = [c["name"] for c in SHAPES_CATEGORIES if c["isthing"]]
@@ -62,7 +63,7 @@ SPLITS = ("train", "val")
 # Scene rendering
 # ---------------------------------------------------------------------------------------------
 def _smooth_noise(rng, h, w, cell):
-    """Low-frequency noise in [0, 1] of shape (H, W): a random grid of (H/cell, W/cell) upsampled."""
+    """Low-frequency noise in [0, 1] of shape (H, W): a random (H/cell, W/cell) grid upsampled."""
     gh, gw = max(2, h // cell + 2), max(2, w // cell + 2)
     grid = rng.random((gh, gw), dtype=np.float32)
     return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC).clip(0.0, 1.0)
@@ -185,8 +186,7 @@ def _shape_mask(shape, h, w):
 
 
 def _paint_shape(image, mask, shape):
-    """Fill ``mask`` of ``image`` (H, W, 3) float with the shape's color, a linear shade and noise."""
-    h, w = mask.shape
+    """Fill ``mask`` of ``image`` (H, W, 3) float with the shape's color, a shade and noise."""
     ys, xs = np.nonzero(mask)
     direction = np.array([np.cos(np.deg2rad(shape["angle"])), np.sin(np.deg2rad(shape["angle"]))])
     offset = ((xs - shape["center"][0]) * direction[0] + (ys - shape["center"][1]) * direction[1])
@@ -197,19 +197,19 @@ def _paint_shape(image, mask, shape):
 
 def _place_shapes(rng, h, w, num_shapes):
     """
-    Sample up to ``num_shapes`` shapes, drawn in order (later ones on top). A placement that
-    would hide more than half of an earlier shape, or whose visible area is tiny, is retried.
+    Sample up to ``num_shapes`` shapes, drawn in order (later ones on top). A shape covering
+    less than 0.8% of the image (e.g. mostly outside it), or hiding more than half of an earlier
+    shape, is sampled again (up to 10 times, then left out).
 
     Returns:
         list of (shape dict, full mask (H, W) bool).
     """
     placed = []
-    min_area = 0.004 * h * w
     for _ in range(num_shapes):
         for _attempt in range(10):
             shape = _sample_shape(rng, h, w)
             mask = _shape_mask(shape, h, w)
-            if mask.sum() < 2 * min_area:
+            if mask.sum() < 0.008 * h * w:
                 continue
             masks = [m for _, m in placed]
             visible = _visible_masks(masks + [mask])[:-1]
@@ -256,7 +256,8 @@ def _compose(background, stuff, shapes, rng):
             seg_id = cat["id"] * _ID_STRIDE
             pan[region] = seg_id
             segments.append({"id": seg_id, "category_id": cat["id"], "isthing": 0})
-    for index, ((shape, _), visible) in enumerate(zip(shapes, _visible_masks([m for _, m in shapes]))):
+    visible_masks = _visible_masks([m for _, m in shapes])
+    for index, ((shape, _), visible) in enumerate(zip(shapes, visible_masks)):
         if not visible.any():
             continue
         cat_id = _CATEGORY_ID[shape["kind"]]
@@ -407,13 +408,15 @@ def generate_shapes_dataset(root, seed=0, num_train=2000, num_val=100, size=128)
             logger.info(f"Generated shapes dataset is up to date in {root}")
             return False
         if existing.get("generator") != meta["generator"]:
-            raise RuntimeError(f"{meta_path} was not written by this generator; choose another root")
+            raise RuntimeError(
+                f"{meta_path} was not written by this generator; choose another root"
+            )
     elif os.path.isdir(root) and os.listdir(root):
         raise RuntimeError(
             f"{root} is not empty and has no meta.json of the shapes generator: remove it or "
             "choose another root"
         )
-    logger.info(f"Generating the shapes dataset in {root}: {meta['num_images']} images of {size} px")
+    logger.info(f"Generating the shapes dataset in {root}: {meta['num_images']} images, {size} px")
     partial = root.rstrip(os.sep) + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(os.path.join(partial, "annotations"))

@@ -26,7 +26,9 @@ def build_basic_resnet_backbone(cfg, input_shape: ShapeSpec):
             f"build_basic_resnet_backbone: MODEL.RESNETS.DEPTH must be 18 or 34, got {res.DEPTH}"
             " (use build_resnet_backbone for bottleneck ResNets)"
         )
-    stem = BasicStem(in_channels=input_shape.channels, out_channels=res.STEM_OUT_CHANNELS, norm=res.NORM)
+    stem = BasicStem(
+        in_channels=input_shape.channels, out_channels=res.STEM_OUT_CHANNELS, norm=res.NORM
+    )
     in_channels = res.STEM_OUT_CHANNELS
     stages = []
     for index, num_blocks in enumerate(_BLOCKS_PER_STAGE[res.DEPTH]):
@@ -42,4 +44,6 @@ def build_basic_resnet_backbone(cfg, input_shape: ShapeSpec):
             )
         )
         in_channels = out_channels
-    return ResNet(stem, stages, out_features=res.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
+    return ResNet(
+        stem, stages, out_features=res.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT
+    )

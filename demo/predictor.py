@@ -1,0 +1,108 @@
+"""Run a Mask2Former model on images and video frames and draw its predictions."""
+import logging
+
+import cv2
+from detectron2.engine.defaults import DefaultPredictor
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("panoptic", "instance", "semantic")
+# Drawings of smaller images are upscaled to this size (pixels, longer side) so labels stay legible.
+MIN_DRAWING_SIZE = 512
+
+
+def available_tasks(predictions):
+    """Tasks whose outputs are in ``predictions`` (a model output dict), in ``TASKS`` order."""
+    keys = {"panoptic": "panoptic_seg", "instance": "instances", "semantic": "sem_seg"}
+    return [task for task in TASKS if keys[task] in predictions]
+
+
+class VisualizationDemo:
+    """
+    A predictor (Detectron2's ``DefaultPredictor``: BGR input, test-time resize, eval mode) and
+    the drawing of its panoptic, instance or semantic predictions with class names and scores.
+
+    Args:
+        cfg: a frozen Detectron2 config of the model.
+        confidence_threshold (float): instances below this score are not drawn.
+        task (str): "auto" (panoptic, else instance, else semantic: the first the model outputs)
+            or one of ``TASKS``.
+    """
+
+    def __init__(self, cfg, confidence_threshold=0.5, task="auto"):
+        if task != "auto" and task not in TASKS:
+            raise ValueError(f"task must be 'auto' or one of {TASKS}, got {task!r}")
+        self.predictor = DefaultPredictor(cfg)
+        self.metadata = self.predictor.metadata
+        self.confidence_threshold = confidence_threshold
+        self.task = task
+
+    def _task_for(self, predictions):
+        tasks = available_tasks(predictions)
+        if not tasks:
+            raise ValueError(
+                f"The model output has none of the outputs of {TASKS}: {list(predictions)}"
+            )
+        if self.task == "auto":
+            return tasks[0]
+        if self.task not in tasks:
+            raise ValueError(
+                f"--task {self.task}: the model does not output it (it outputs {tasks}); enable it "
+                f"with MODEL.MASK_FORMER.TEST.{self.task.upper()}_ON True"
+            )
+        return self.task
+
+    def draw(self, image_rgb, predictions, task=None):
+        """
+        Draw one task's predictions over an image.
+
+        Args:
+            image_rgb: (H, W, 3) uint8 RGB image.
+            predictions: the model's output dict for the image.
+            task: one of ``TASKS``; None: the demo's task.
+
+        Returns:
+            detectron2.utils.visualizer.VisImage: images smaller than ``MIN_DRAWING_SIZE`` are
+            drawn upscaled to it.
+        """
+        task = task or self._task_for(predictions)
+        scale = max(1.0, MIN_DRAWING_SIZE / max(image_rgb.shape[:2]))
+        visualizer = Visualizer(
+            image_rgb, self.metadata, scale=scale, instance_mode=ColorMode.IMAGE
+        )
+        if task == "panoptic":
+            panoptic_seg, segments_info = predictions["panoptic_seg"]
+            return visualizer.draw_panoptic_seg(panoptic_seg.to("cpu"), segments_info)
+        if task == "instance":
+            instances = predictions["instances"].to("cpu")
+            instances = instances[instances.scores >= self.confidence_threshold]
+            return visualizer.draw_instance_predictions(instances)
+        return visualizer.draw_sem_seg(predictions["sem_seg"].argmax(dim=0).to("cpu"))
+
+    def run_on_image(self, image_bgr):
+        """
+        Args:
+            image_bgr: (H, W, 3) uint8 BGR image (OpenCV / ``read_image(format="BGR")``).
+
+        Returns:
+            predictions (dict): the model output for the image.
+            vis_output (VisImage): the drawn predictions.
+        """
+        predictions = self.predictor(image_bgr)
+        return predictions, self.draw(image_bgr[:, :, ::-1], predictions)
+
+    def run_on_video(self, video):
+        """
+        Args:
+            video (cv2.VideoCapture): an opened video or webcam.
+
+        Yields:
+            (H, W, 3) uint8 BGR frames with the predictions drawn.
+        """
+        while video.isOpened():
+            ok, frame = video.read()
+            if not ok:
+                break
+            _, vis = self.run_on_image(frame)
+            yield cv2.cvtColor(vis.get_image(), cv2.COLOR_RGB2BGR)
