@@ -30,18 +30,13 @@ def measure(config_file, size, num_images):
     import resource
 
     import torch
-    from detectron2.config import get_cfg
     from detectron2.modeling import build_model
-    from detectron2.projects.deeplab import add_deeplab_config
 
-    from mask2former import add_maskformer2_config
+    from mask2former.config import get_maskformer2_cfg
 
-    cfg = get_cfg()
-    add_deeplab_config(cfg)
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(str(REPO_ROOT / config_file))
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = get_maskformer2_cfg(
+        str(REPO_ROOT / config_file), ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"]
+    )
     cfg.freeze()
     torch.manual_seed(0)
     model = build_model(cfg).eval()

@@ -12,29 +12,20 @@ import sys
 import time
 
 import cv2
-import torch
 import tqdm
-from detectron2.config import get_cfg
 from detectron2.data.detection_utils import read_image
-from detectron2.projects.deeplab import add_deeplab_config
 from detectron2.utils.logger import setup_logger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from predictor import TASKS, VisualizationDemo  # noqa: E402
 
-from mask2former import add_maskformer2_config  # noqa: E402
+from mask2former.config import get_maskformer2_cfg  # noqa: E402
 
 WINDOW_NAME = "mask2former"
 
 
 def setup_cfg(args):
-    cfg = get_cfg()
-    add_deeplab_config(cfg)
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
+    cfg = get_maskformer2_cfg(args.config_file, args.opts)
     cfg.freeze()
     return cfg
 

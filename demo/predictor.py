@@ -2,8 +2,12 @@
 import logging
 
 import cv2
+import detectron2.data.transforms as T
 from detectron2.engine.defaults import DefaultPredictor
+from detectron2.modeling import build_model
 from detectron2.utils.visualizer import ColorMode, Visualizer
+
+from mask2former.checkpoint import MaskFormerCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +22,28 @@ def available_tasks(predictions):
     return [task for task in TASKS if keys[task] in predictions]
 
 
+class MaskFormerPredictor(DefaultPredictor):
+    """
+    Detectron2's ``DefaultPredictor`` (BGR image in, the model's output dict out, test-time
+    resize, eval mode) whose weights must fit the model: a checkpoint holding parameters of
+    other shapes (e.g. trained for another number of classes) is an error naming them, not a
+    partly random model. ``metadata`` is the model's (the test dataset's, else the train one's).
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg.clone()
+        self.model = build_model(self.cfg).eval()
+        self.metadata = self.model.metadata
+        MaskFormerCheckpointer(self.model, require_matching_shapes=True).load(cfg.MODEL.WEIGHTS)
+        self.aug = T.ResizeShortestEdge(
+            [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
+        )
+        self.input_format = cfg.INPUT.FORMAT
+
+
 class VisualizationDemo:
     """
-    A predictor (Detectron2's ``DefaultPredictor``: BGR input, test-time resize, eval mode) and
+    A predictor (``MaskFormerPredictor``: BGR input, test-time resize, eval mode) and
     the drawing of its panoptic, instance or semantic predictions with class names and scores.
 
     Args:
@@ -33,7 +56,7 @@ class VisualizationDemo:
     def __init__(self, cfg, confidence_threshold=0.5, task="auto"):
         if task != "auto" and task not in TASKS:
             raise ValueError(f"task must be 'auto' or one of {TASKS}, got {task!r}")
-        self.predictor = DefaultPredictor(cfg)
+        self.predictor = MaskFormerPredictor(cfg)
         self.metadata = self.predictor.metadata
         self.confidence_threshold = confidence_threshold
         self.task = task

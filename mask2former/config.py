@@ -1,5 +1,10 @@
-"""Config keys of Mask2Former, added to a Detectron2 config by :func:`add_maskformer2_config`."""
+"""Config keys of Mask2Former (:func:`add_maskformer2_config`) and the config loader."""
+import logging
+
+import torch
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
+from detectron2.projects.deeplab import add_deeplab_config
 
 
 def add_maskformer2_config(cfg):
@@ -132,3 +137,25 @@ def add_maskformer2_config(cfg):
     # Oversampling ratio and fraction of points chosen by uncertainty (PointRend).
     cfg.MODEL.MASK_FORMER.OVERSAMPLE_RATIO = 3.0
     cfg.MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO = 0.75
+
+
+def get_maskformer2_cfg(config_file=None, opts=()):
+    """
+    A Detectron2 config with the DeepLab and Mask2Former keys, merged with ``config_file`` (a
+    yaml path) and then ``opts`` (a flat KEY VALUE list, as on the command line); not frozen.
+
+    On a machine without CUDA, MODEL.DEVICE "cuda" becomes "cpu" (logged), so that the published
+    configs run there unchanged.
+    """
+    cfg = get_cfg()
+    add_deeplab_config(cfg)
+    add_maskformer2_config(cfg)
+    if config_file:
+        cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger(__name__).warning(
+            "MODEL.DEVICE is %r but CUDA is not available: running on the CPU.", cfg.MODEL.DEVICE
+        )
+        cfg.MODEL.DEVICE = "cpu"
+    return cfg

@@ -151,10 +151,10 @@ def test_main_job_quick_outputs(quick_run):
         assert name in stdout
 
 
-def _run_demo(output, *args):
+def _run_demo(output, *args, opts=()):
     return subprocess.run(
         [sys.executable, "demo/demo.py", "--config-file", str(output / "config.yaml"), *args,
-         "--opts", "MODEL.WEIGHTS", str(output / "model_final.pth")],
+         "--opts", "MODEL.WEIGHTS", str(output / "model_final.pth"), *opts],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
 
@@ -175,3 +175,14 @@ def test_demo_skips_unreadable_image_and_names_bad_video(quick_run, tmp_path):
     proc = _run_demo(output, "--video-input", str(missing), "--output", str(out_dir))
     assert proc.returncode != 0
     assert "no_such_clip.mp4" in proc.stderr
+
+
+def test_demo_refuses_a_checkpoint_for_another_number_of_classes(quick_run, tmp_path):
+    output, data_root, _ = quick_run
+    good = data_root / "shapes_val" / "000001.jpg"
+    proc = _run_demo(output, "--input", str(good), "--output", str(tmp_path / "vis"),
+                     opts=("MODEL.SEM_SEG_HEAD.NUM_CLASSES", "7"))
+    assert proc.returncode != 0
+    assert "model_final.pth does not fit the model" in proc.stderr
+    assert "class_embed.weight" in proc.stderr
+    assert not (tmp_path / "vis").exists() or not os.listdir(tmp_path / "vis")

@@ -31,13 +31,11 @@ sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, os.path.join(REPO_ROOT, "demo"))
 
 import torch  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
-from detectron2.projects.deeplab import add_deeplab_config  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from mask2former import add_maskformer2_config  # noqa: E402
+from mask2former.config import get_maskformer2_cfg  # noqa: E402
 from mask2former.data.datasets.generated_shapes import (  # noqa: E402
     default_shapes_root,
     generate_shapes_dataset,
@@ -79,12 +77,8 @@ QUICK = {"num_train": 32, "num_val": 8, "iters": 4, "demo_images": 3, "video_fra
 
 
 def build_cfg(args, sizes, output):
-    cfg = get_cfg()
-    add_deeplab_config(cfg)
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(args.config_file)
+    cfg = get_maskformer2_cfg(args.config_file)
     cfg.OUTPUT_DIR = output
-    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     iters = args.iters or sizes["iters"]
     if iters:
         cfg.SOLVER.MAX_ITER = iters
