@@ -18,7 +18,6 @@ Run with the Python of the target environment: ``python tools/install_detectron2
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -116,7 +115,8 @@ def smoke_check():
     Returns (ok, summary): ``summary`` is the version line when ok, else the error output.
     """
     proc = subprocess.run(
-        [sys.executable, "-c", SMOKE_CHECK], capture_output=True, text=True, cwd=tempfile.gettempdir()
+        [sys.executable, "-c", SMOKE_CHECK],
+        capture_output=True, text=True, cwd=tempfile.gettempdir(),
     )
     if proc.returncode == 0:
         return True, proc.stdout.strip().splitlines()[-1]
@@ -150,7 +150,9 @@ def pip(*args):
 
 def install_from_source_checkout(source: Path):
     if not (source / "setup.py").is_file() or not (source / "detectron2").is_dir():
-        raise SystemExit(f"{source} is not a Detectron2 source checkout (no setup.py / detectron2/)")
+        raise SystemExit(
+            f"{source} is not a Detectron2 source checkout (no setup.py / detectron2/)"
+        )
     pip("install", "--no-build-isolation", "--no-deps", str(source))
 
 

@@ -54,17 +54,27 @@ def panoptic_inference(mask_cls, mask_pred, object_mask_threshold, overlap_thres
     if masks.shape[0] == 0:
         return panoptic_seg, segments_info
 
+    num_kept = masks.shape[0]
     winner = (scores[:, None, None] * masks).argmax(0)  # (H, W) index into the kept queries
+    winner_owns = masks.gather(0, winner[None])[0] >= 0.5  # (H, W) the winner's mask prob >= 0.5
+    # (N, 3) areas of each kept query: won, own mask, segment (won & own); one host copy.
+    areas = torch.stack(
+        (
+            torch.bincount(winner.flatten(), minlength=num_kept),
+            (masks >= 0.5).flatten(1).sum(1),
+            torch.bincount(winner[winner_owns], minlength=num_kept),
+        ),
+        dim=1,
+    ).tolist()
     stuff_segment_id = {}
-    for k, category_id in enumerate(labels.tolist()):
-        won = winner == k
-        own = masks[k] >= 0.5
-        segment = won & own
-        won_area, own_area = won.sum().item(), own.sum().item()
-        if won_area == 0 or own_area == 0 or not segment.any():
+    for k, (category_id, (won_area, own_area, segment_area)) in enumerate(
+        zip(labels.tolist(), areas)
+    ):
+        if won_area == 0 or own_area == 0 or segment_area == 0:
             continue
         if won_area / own_area < overlap_threshold:
             continue
+        segment = (winner == k) & winner_owns
         isthing = category_id in thing_classes
         if not isthing and category_id in stuff_segment_id:
             panoptic_seg[segment] = stuff_segment_id[category_id]

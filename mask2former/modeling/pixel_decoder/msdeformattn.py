@@ -72,10 +72,13 @@ class MSDeformAttnEncoder(nn.Module):
         level's size, and used unchanged on every level.
 
         Args:
-            spatial_shapes: list of (H_l, W_l).
+            spatial_shapes: list of L (H_l, W_l).
+            batch: B.
+            num_levels: L, the levels each point is used on.
+            device: device of the result.
 
         Returns:
-            (B, Len, L, 2) (x, y) reference points.
+            (B, Len, L, 2) float32 (x, y) reference points, Len = sum_l H_l * W_l.
         """
         points = []
         for height, width in spatial_shapes:
@@ -115,6 +118,16 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
 
     def __init__(self, d_model=256, nhead=8, num_encoder_layers=6, dim_feedforward=1024,
                  dropout=0.0, num_feature_levels=3, enc_n_points=4):
+        """
+        Args:
+            d_model: feature channels (C).
+            nhead: heads of MSDeformAttn.
+            num_encoder_layers: number of encoder layers.
+            dim_feedforward: hidden channels of the feed-forward blocks.
+            dropout: dropout of the encoder layers.
+            num_feature_levels: number of input maps (L).
+            enc_n_points: sampling points per head and level of MSDeformAttn.
+        """
         super().__init__()
         self.d_model = d_model
         self.encoder = MSDeformAttnEncoder(

@@ -20,7 +20,30 @@ def _with_pos(x, pos):
     return x if pos is None else x + pos
 
 
-class SelfAttentionLayer(nn.Module):
+class _ResidualBlock(nn.Module):
+    """
+    A decoder block ``tgt + dropout(branch(x))`` with a LayerNorm on the branch input x
+    (pre-norm) or on the sum (post-norm). Subclasses create their branch layers, then call
+    :meth:`_add_norm_and_init`.
+    """
+
+    def _add_norm_and_init(self, d_model, dropout, normalize_before):
+        """Create the LayerNorm and dropout of the residual; Xavier-uniform init of every matrix."""
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.normalize_before = normalize_before
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def _residual(self, tgt, branch):
+        """(B, Q, C) queries -> (B, Q, C); ``branch`` maps (B, Q, C) to the (B, Q, C) update."""
+        x = self.norm(tgt) if self.normalize_before else tgt
+        tgt = tgt + self.dropout(branch(x))
+        return tgt if self.normalize_before else self.norm(tgt)
+
+
+class SelfAttentionLayer(_ResidualBlock):
     """Self-attention among the queries, with residual, dropout and LayerNorm."""
 
     def __init__(self, d_model, nhead, dropout=0.0, normalize_before=False):
@@ -33,12 +56,7 @@ class SelfAttentionLayer(nn.Module):
         """
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        self._add_norm_and_init(d_model, dropout, normalize_before)
 
     def forward(self, tgt, query_pos=None):
         """
@@ -49,13 +67,15 @@ class SelfAttentionLayer(nn.Module):
         Returns:
             (B, Q, C) updated queries.
         """
-        x = self.norm(tgt) if self.normalize_before else tgt
-        q = k = _with_pos(x, query_pos)
-        tgt = tgt + self.dropout(self.self_attn(q, k, value=x, need_weights=False)[0])
-        return tgt if self.normalize_before else self.norm(tgt)
+
+        def attend(x):
+            q = k = _with_pos(x, query_pos)
+            return self.self_attn(q, k, value=x, need_weights=False)[0]
+
+        return self._residual(tgt, attend)
 
 
-class CrossAttentionLayer(nn.Module):
+class CrossAttentionLayer(_ResidualBlock):
     """Cross-attention from the queries to image features, with residual, dropout, LayerNorm."""
 
     def __init__(self, d_model, nhead, dropout=0.0, normalize_before=False):
@@ -70,12 +90,7 @@ class CrossAttentionLayer(nn.Module):
         self.multihead_attn = nn.MultiheadAttention(
             d_model, nhead, dropout=dropout, batch_first=True
         )
-        self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.normalize_before = normalize_before
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        self._add_norm_and_init(d_model, dropout, normalize_before)
 
     def forward(self, tgt, memory, memory_mask=None, pos=None, query_pos=None):
         """
@@ -89,19 +104,20 @@ class CrossAttentionLayer(nn.Module):
         Returns:
             (B, Q, C) updated queries.
         """
-        x = self.norm(tgt) if self.normalize_before else tgt
-        attended = self.multihead_attn(
-            query=_with_pos(x, query_pos),
-            key=_with_pos(memory, pos),
-            value=memory,
-            attn_mask=memory_mask,
-            need_weights=False,
-        )[0]
-        tgt = tgt + self.dropout(attended)
-        return tgt if self.normalize_before else self.norm(tgt)
+
+        def attend(x):
+            return self.multihead_attn(
+                query=_with_pos(x, query_pos),
+                key=_with_pos(memory, pos),
+                value=memory,
+                attn_mask=memory_mask,
+                need_weights=False,
+            )[0]
+
+        return self._residual(tgt, attend)
 
 
-class FFNLayer(nn.Module):
+class FFNLayer(_ResidualBlock):
     """Two-layer feed-forward block (ReLU) with residual, dropout and LayerNorm."""
 
     def __init__(self, d_model, dim_feedforward=2048, dropout=0.0, normalize_before=False):
@@ -114,19 +130,12 @@ class FFNLayer(nn.Module):
         """
         super().__init__()
         self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm = nn.LayerNorm(d_model)
-        self.normalize_before = normalize_before
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        self._add_norm_and_init(d_model, dropout, normalize_before)
 
     def forward(self, tgt):
         """(B, Q, C) -> (B, Q, C)."""
-        x = self.norm(tgt) if self.normalize_before else tgt
-        tgt = tgt + self.dropout(self.linear2(self.dropout(F.relu(self.linear1(x)))))
-        return tgt if self.normalize_before else self.norm(tgt)
+        return self._residual(tgt, lambda x: self.linear2(self.dropout(F.relu(self.linear1(x)))))
 
 
 class MLP(nn.Module):

@@ -23,16 +23,16 @@ def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_lo
     """
     batch, _, num_heads, channels = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    level_sizes = [int(h) * int(w) for h, w in spatial_shapes.tolist()]
-    value_per_level = value.split(level_sizes, dim=1)
+    level_shapes = spatial_shapes.tolist()  # one device-to-host copy for all levels
+    value_per_level = value.split([height * width for height, width in level_shapes], dim=1)
     # grid_sample takes locations in [-1, 1].
     sampling_grids = 2 * sampling_locations - 1
     sampled_per_level = []
-    for level, (height, width) in enumerate(spatial_shapes.tolist()):
+    for level, (height, width) in enumerate(level_shapes):
         # (B, H*W, nHeads, C) -> (B*nHeads, C, H, W)
         value_l = (
             value_per_level[level].flatten(2).transpose(1, 2)
-            .reshape(batch * num_heads, channels, int(height), int(width))
+            .reshape(batch * num_heads, channels, height, width)
         )
         # (B, Len_q, nHeads, P, 2) -> (B*nHeads, Len_q, P, 2)
         grid_l = sampling_grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
