@@ -20,7 +20,6 @@ from collections import OrderedDict
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.config import get_cfg
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.evaluation import (
@@ -31,10 +30,9 @@ from detectron2.evaluation import (
     SemSegEvaluator,
     verify_results,
 )
-from detectron2.projects.deeplab import add_deeplab_config
 from detectron2.utils.logger import setup_logger
 
-from mask2former import add_maskformer2_config
+from mask2former.config import get_maskformer2_cfg
 from mask2former.checkpoint import MaskFormerCheckpointer
 from mask2former.data import build_train_mapper
 from mask2former.engine import (
@@ -208,14 +206,8 @@ def disable_amp_without_cuda(cfg):
 
 def setup(args):
     """Config from ``args.config_file`` and ``args.opts``, frozen, and Detectron2's setup."""
-    cfg = get_cfg()
-    add_deeplab_config(cfg)
-    add_maskformer2_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = get_maskformer2_cfg(args.config_file, args.opts)
     check_datasets_registered(cfg)
-    if not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")

@@ -1,4 +1,5 @@
 """Semantic, panoptic and instance post-processing of one image's (class, mask) predictions."""
+import pytest
 import torch
 
 from mask2former.modeling.postprocessing import (
@@ -54,6 +55,9 @@ def test_panoptic_inference_on_a_known_layout():
     assert [(by_id[i]["category_id"], by_id[i]["isthing"]) for i in (1, 2, 3)] == [
         (0, True), (2, False), (1, True)
     ]
+    # Things carry their class probability (drawn by the demo); stuff has none.
+    assert by_id[1]["score"] == pytest.approx(torch.softmax(mask_cls[0], -1).max().item())
+    assert by_id[3]["score"] > 0.99 and "score" not in by_id[2]
     # Thing 0 is kept: it loses 12 of its 72 pixels, 60 / 72 >= 0.8.
     expected = torch.zeros(H, W, dtype=torch.int32)
     expected[:, :6] = 1

@@ -42,7 +42,8 @@ def panoptic_inference(mask_cls, mask_pred, object_mask_threshold, overlap_thres
     Returns:
         tuple: (panoptic_seg, segments_info): panoptic_seg (H, W) int32 segment ids, 0 = void;
         segments_info a list with one dict per segment id 1, 2, ...:
-        {"id": int, "category_id": int (contiguous), "isthing": bool}.
+        {"id": int, "category_id": int (contiguous), "isthing": bool}, and for things "score"
+        (the query's class probability, which Detectron2's Visualizer draws beside the name).
     """
     num_classes = mask_cls.shape[-1] - 1
     scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
@@ -67,8 +68,8 @@ def panoptic_inference(mask_cls, mask_pred, object_mask_threshold, overlap_thres
         dim=1,
     ).tolist()
     stuff_segment_id = {}
-    for k, (category_id, (won_area, own_area, segment_area)) in enumerate(
-        zip(labels.tolist(), areas)
+    for k, (category_id, score, (won_area, own_area, segment_area)) in enumerate(
+        zip(labels.tolist(), scores.tolist(), areas)
     ):
         if won_area == 0 or own_area == 0 or segment_area == 0:
             continue
@@ -82,7 +83,9 @@ def panoptic_inference(mask_cls, mask_pred, object_mask_threshold, overlap_thres
         segment_id = len(segments_info) + 1
         panoptic_seg[segment] = segment_id
         segments_info.append({"id": segment_id, "category_id": category_id, "isthing": isthing})
-        if not isthing:
+        if isthing:
+            segments_info[-1]["score"] = score
+        else:
             stuff_segment_id[category_id] = segment_id
     return panoptic_seg, segments_info
 
