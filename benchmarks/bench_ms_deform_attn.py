@@ -62,6 +62,54 @@ def time_call(fn):
     return time.perf_counter() - start
 
 
+PIXEL_DECODER_SHAPE = "B=2, levels 64x64/32x32/16x16, 8 heads x 32 ch, 4 points, Len_q=5376"
+
+
+def interleaved_medians(reps, dtype, device):
+    """
+    Times "forward" (no grad) and "forward+backward" of the native op and the PyTorch
+    implementation at the pixel decoder's shape: one warm-up round, then ``reps`` timed rounds,
+    each running the four (case, implementation) pairs in turn.
+
+    Returns:
+        {case: {"native": median seconds, "pytorch": median seconds}}
+    """
+    value, shapes, starts, locations, weights = make_inputs(
+        2, [(64, 64), (32, 32), (16, 16)], 8, 32, 4, dtype, device
+    )
+    leaves = [t.requires_grad_() for t in (value, locations, weights)]
+    grad_output = torch.randn(value.shape[0], value.shape[1], 256, dtype=dtype, device=device)
+    implementations = {"native": ms_deform_attn_native, "pytorch": ms_deform_attn_pytorch}
+
+    def forward(fn):
+        with torch.no_grad():
+            fn(value, shapes, starts, locations, weights)
+
+    def forward_backward(fn):
+        output = fn(value, shapes, starts, locations, weights)
+        torch.autograd.grad(output, leaves, grad_output)
+
+    cases = {"forward": forward, "forward+backward": forward_backward}
+    times = {(case, name): [] for case in cases for name in implementations}
+    for rep in range(reps + 1):  # the first round warms up and is not counted
+        for case, run in cases.items():
+            for name, fn in implementations.items():
+                elapsed = time_call(lambda: run(fn))
+                if rep > 0:
+                    times[case, name].append(elapsed)
+    return {case: {name: statistics.median(times[case, name]) for name in implementations}
+            for case in cases}
+
+
+def format_medians(medians):
+    """The table of ``interleaved_medians``' result, in ms, with PyTorch/native speedups."""
+    lines = [f"{'case':<18}{'native ms':>12}{'pytorch ms':>12}{'speedup':>10}"]
+    for case, median in medians.items():
+        native, pytorch = median["native"] * 1e3, median["pytorch"] * 1e3
+        lines.append(f"{case:<18}{native:>12.1f}{pytorch:>12.1f}{pytorch / native:>9.1f}x")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=15, help="timed repetitions per case")
@@ -75,40 +123,11 @@ def main():
     if not native_op_available(device_type):
         raise SystemExit(f"The native op has no {device_type} kernel: build it with "
                          "`pip install --no-build-isolation -e .`.")
-    dtype = getattr(torch, args.dtype)
-    value, shapes, starts, locations, weights = make_inputs(
-        2, [(64, 64), (32, 32), (16, 16)], 8, 32, 4, dtype, args.device
-    )
-    leaves = [t.requires_grad_() for t in (value, locations, weights)]
-    grad_output = torch.randn(value.shape[0], value.shape[1], 256, dtype=dtype,
-                              device=args.device)
-    implementations = {"native": ms_deform_attn_native, "pytorch": ms_deform_attn_pytorch}
-
-    def forward(fn):
-        with torch.no_grad():
-            fn(value, shapes, starts, locations, weights)
-
-    def forward_backward(fn):
-        output = fn(value, shapes, starts, locations, weights)
-        torch.autograd.grad(output, leaves, grad_output)
-
-    cases = {"forward": forward, "forward+backward": forward_backward}
-    times = {(case, name): [] for case in cases for name in implementations}
-    for rep in range(args.reps + 1):  # the first round warms up and is not counted
-        for case, run in cases.items():
-            for name, fn in implementations.items():
-                elapsed = time_call(lambda: run(fn))
-                if rep > 0:
-                    times[case, name].append(elapsed)
-
-    print(f"MSDeformAttn, B=2, levels 64x64/32x32/16x16, 8 heads x 32 ch, 4 points, "
-          f"Len_q=5376, {args.dtype}, {args.device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.reps} interleaved reps")
-    print(f"{'case':<18}{'native ms':>12}{'pytorch ms':>12}{'speedup':>10}")
-    for case in cases:
-        native = statistics.median(times[case, "native"]) * 1e3
-        pytorch = statistics.median(times[case, "pytorch"]) * 1e3
-        print(f"{case:<18}{native:>12.1f}{pytorch:>12.1f}{pytorch / native:>9.1f}x")
+    medians = interleaved_medians(args.reps, getattr(torch, args.dtype), args.device)
+    print(f"MSDeformAttn, {PIXEL_DECODER_SHAPE}, {args.dtype}, {args.device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.reps} "
+          "interleaved reps")
+    print(format_medians(medians))
 
 
 if __name__ == "__main__":

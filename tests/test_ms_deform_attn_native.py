@@ -50,7 +50,7 @@ def output_and_grads(fn, value, spatial_shapes, level_start_index, locations, we
     leaves = [t.detach().clone().requires_grad_() for t in (value, locations, weights)]
     output = fn(leaves[0], spatial_shapes, level_start_index, leaves[1], leaves[2])
     grad_output = torch.randn(output.shape, generator=torch.Generator().manual_seed(seed),
-                              dtype=output.dtype)
+                              dtype=output.dtype).to(output.device)
     grads = torch.autograd.grad(output, leaves, grad_output)
     return (output.detach(),) + grads
 

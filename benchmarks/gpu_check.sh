@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Checks the native MSDeformAttn op's CUDA kernels on a GPU machine in one command, from the
+# repository root: `bash benchmarks/gpu_check.sh [--cpu-only] [gpu_check.py options]`.
+#
+# 1. prints the GPU (nvidia-smi), nvcc, the host compiler and Python/torch versions;
+# 2. runs benchmarks/gpu_check.py: builds the op with CUDA (timed), checks it against the
+#    PyTorch implementation and the native CPU op, gradcheck/opcheck, and the CUDA benchmark
+#    (see its docstring);
+# 3. runs the small equality cases again under compute-sanitizer memcheck, with PyTorch's
+#    caching allocator off so each tensor is its own allocation; memory errors fail the check,
+#    a sanitizer that cannot run on the machine (or runs past 180 s) is reported and skipped.
+#
+# Needs only python3 with torch and nvcc (no Detectron2, no network). Exits non-zero on any
+# failure. When $OUT is set (the device tool), the report goes to $OUT/gpu_check.txt and the
+# build log to $OUT/gpu_check_build.log. PYTHON picks the interpreter (default python3).
+# --cpu-only is the dry run for a machine without a GPU.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PYTHONUNBUFFERED=1
+PYTHON=${PYTHON:-python3}
+BUILD_DIR=build/gpu_check
+
+run_checks() {
+  local cpu_only=0 arg status sanitizer_status
+  for arg in "$@"; do [[ $arg == --cpu-only ]] && cpu_only=1; done
+  local start=$SECONDS
+  echo "== gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), $(nproc) CPUs"
+  echo "== nvidia-smi"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,compute_cap,memory.total,clocks.max.sm \
+      --format=csv || nvidia-smi
+  else
+    echo "nvidia-smi: not found"
+  fi
+  echo "== nvcc"
+  if command -v nvcc >/dev/null; then nvcc --version | tail -n 2; else echo "nvcc: not found"; fi
+  echo "== host compiler: $(c++ --version 2>/dev/null | head -n 1)"
+  echo "== python, torch"
+  "$PYTHON" -c 'import sys, torch; print(sys.executable, sys.version.split()[0], "torch",
+torch.__version__, "CUDA", torch.version.cuda, "cuda available:", torch.cuda.is_available())'
+
+  echo "== checks"
+  "$PYTHON" benchmarks/gpu_check.py --build-dir "$BUILD_DIR" "$@"
+  status=$?
+
+  echo "== compute-sanitizer memcheck (small cases)"
+  if ((cpu_only)); then
+    echo "skipped: --cpu-only"
+  elif ((status == 2 || status == 3)); then
+    echo "skipped: no build or no CUDA"
+  elif ! command -v compute-sanitizer >/dev/null; then
+    echo "skipped: compute-sanitizer not found"
+  else
+    # API errors that PyTorch checks and handles itself are not memory errors: not reported.
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 timeout 180 compute-sanitizer --tool memcheck \
+      --report-api-errors no --error-exitcode 99 \
+      "$PYTHON" benchmarks/gpu_check.py --build-dir "$BUILD_DIR" --sanitize
+    sanitizer_status=$?
+    if ((sanitizer_status == 99)); then
+      echo "FAIL compute-sanitizer memcheck found memory errors"
+      ((status == 0)) && status=1
+    elif ((sanitizer_status == 1)); then
+      echo "FAIL a check failed under compute-sanitizer"
+      ((status == 0)) && status=1
+    elif ((sanitizer_status == 124)); then
+      echo "compute-sanitizer run timed out after 180 s: not counted"
+    elif ((sanitizer_status != 0)); then
+      echo "compute-sanitizer could not run here (exit $sanitizer_status): not counted"
+    else
+      echo "PASS compute-sanitizer memcheck: no memory errors"
+    fi
+  fi
+  echo "== gpu_check: exit $status after $((SECONDS - start)) s"
+  return "$status"
+}
+
+if [[ -n ${OUT:-} ]]; then
+  run_checks "$@" 2>&1 | tee "$OUT/gpu_check.txt"
+  status=${PIPESTATUS[0]}
+  [[ -f $BUILD_DIR/build.log ]] && cp "$BUILD_DIR/build.log" "$OUT/gpu_check_build.log"
+  exit "$status"
+fi
+run_checks "$@"
