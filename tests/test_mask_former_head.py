@@ -15,7 +15,8 @@ from mask2former.modeling.pixel_decoder import build_pixel_decoder
 from mask2former.modeling.pixel_decoder.msdeformattn import MSDeformAttnEncoder
 from mask2former.modeling.transformer_decoder import PositionEmbeddingSine
 
-REFERENCE = Path("/work/shared/reference")
+# The repo's copy of the published key lists (see its README).
+REFERENCE = Path(__file__).parent / "data" / "model_zoo_reference"
 R50_COCO_PANOPTIC = "coco__panoptic-segmentation__maskformer2_R50_bs16_50ep.txt"
 
 
