@@ -1,16 +1,10 @@
 """A small Mask2Former config (ResNet-18, width 64) for CPU tests of the whole model."""
-from detectron2.config import get_cfg
-from detectron2.projects.deeplab import add_deeplab_config
-
-from mask2former import add_maskformer2_config
+from mask2former.config import get_maskformer2_cfg
 
 
 def small_config(num_classes=4, num_queries=8, dec_layers=4, test_dataset="small_model_test"):
     """Detectron2 config of a random-weight Mask2Former that runs in well under a second."""
-    cfg = get_cfg()
-    add_deeplab_config(cfg)
-    add_maskformer2_config(cfg)
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = get_maskformer2_cfg(opts=["MODEL.DEVICE", "cpu"])
     cfg.MODEL.META_ARCHITECTURE = "MaskFormer"
     cfg.MODEL.WEIGHTS = ""
     cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
