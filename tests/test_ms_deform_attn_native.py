@@ -45,13 +45,16 @@ def random_inputs(level_shapes, batch, queries, heads, channels, points, seed,
     return value, spatial_shapes, level_start_index, locations, weights
 
 
-def output_and_grads(fn, value, spatial_shapes, level_start_index, locations, weights, seed=0):
-    """(output, grad_value, grad_locations, grad_weights) for a random output gradient."""
+def output_and_grads(fn, value, spatial_shapes, level_start_index, locations, weights, seed=0,
+                     grad_output=None):
+    """(output, grad_value, grad_locations, grad_weights) for ``grad_output`` (default: a random
+    output gradient drawn with ``seed``), which is cast to the output's dtype and device."""
     leaves = [t.detach().clone().requires_grad_() for t in (value, locations, weights)]
     output = fn(leaves[0], spatial_shapes, level_start_index, leaves[1], leaves[2])
-    grad_output = torch.randn(output.shape, generator=torch.Generator().manual_seed(seed),
-                              dtype=output.dtype).to(output.device)
-    grads = torch.autograd.grad(output, leaves, grad_output)
+    if grad_output is None:
+        grad_output = torch.randn(output.shape, generator=torch.Generator().manual_seed(seed),
+                                  dtype=output.dtype)
+    grads = torch.autograd.grad(output, leaves, grad_output.to(output))
     return (output.detach(),) + grads
 
 
