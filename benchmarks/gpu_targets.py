@@ -41,7 +41,7 @@ TARGETS = [
 
 def format_table(figures):
     """(the table as text, whether every target is met) for ``figures`` {key: value}."""
-    lines = [f"{'figure':<50}{'measured':>12}{'target':>10}  result"]
+    lines = [f"{'figure':<50}{'measured':>13}{'target':>14}  result"]
     all_met = True
     for key, description, unit, target in TARGETS:
         value = figures.get(key)
@@ -49,11 +49,11 @@ def format_table(figures):
         if target is None:
             limit, result = "-", "reported"
         else:
-            limit = f"<= {target:g}"
+            limit = f"<= {target:g} {unit}"
             met = value is not None and value <= target
             all_met = all_met and met
             result = "PASS" if met else ("FAIL" if value is not None else "NOT MEASURED")
-        lines.append(f"{description:<50}{measured:>12}{limit:>10}  {result}")
+        lines.append(f"{description:<50}{measured:>13}{limit:>14}  {result}")
     return "\n".join(lines), all_met
 
 

@@ -117,9 +117,12 @@ def test_native_cpu_handles_noncontiguous_inputs_and_all_outside_points():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_native_cpu_reduced_precision_accumulates_in_float(dtype):
     inputs = random_inputs([(9, 7), (4, 4)], 2, 40, 2, 16, 4, seed=4, dtype=dtype)
-    native = output_and_grads(ms_deform_attn_native, *inputs)
+    # One output gradient for both (randn draws other numbers in other dtypes).
+    grad_output = torch.randn(2, 40, 32, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    native = output_and_grads(ms_deform_attn_native, *inputs, grad_output=grad_output)
     reference = output_and_grads(
-        ms_deform_attn_pytorch, *[t.float() if t.is_floating_point() else t for t in inputs]
+        ms_deform_attn_pytorch, *[t.float() if t.is_floating_point() else t for t in inputs],
+        grad_output=grad_output,
     )
     for name, actual, expected in zip(NAMES, native, reference):
         assert actual.dtype == dtype, name
