@@ -356,14 +356,14 @@ void check_cuda_index_range(const MSDeformAttnSizes& sizes) {
               " must each be below 2^31");
 }
 
-// The (L, 3) int32 table (H_l, W_l, start_l) that the kernels read, on `device`. It is filled
-// on the host and uploaded from pinned memory without waiting for the stream, so CPU
-// spatial_shapes and level_start_index cost no synchronization (CUDA ones one copy to the host,
-// as the input check needs them there anyway).
-at::Tensor level_table(const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
+// The (L, 3) int32 table (H_l, W_l, start_l) that the kernels read, on `device`, from the
+// checked CPU copies of spatial_shapes and level_start_index. It is uploaded from pinned memory
+// without waiting for the stream: CPU spatial_shapes and level_start_index cost no
+// synchronization (CUDA ones a copy to the host, which the input check needs anyway).
+at::Tensor level_table(const at::Tensor& shapes_cpu, const at::Tensor& starts_cpu,
                        const at::Device& device) {
-  const at::Tensor shapes = spatial_shapes.to(at::kCPU).contiguous();
-  const at::Tensor starts = level_start_index.to(at::kCPU).contiguous();
+  const at::Tensor shapes = shapes_cpu.contiguous();
+  const at::Tensor starts = starts_cpu.contiguous();
   const int64_t num_levels = shapes.size(0);
   at::Tensor table =
       at::empty({num_levels, 3}, at::TensorOptions().dtype(at::kInt).pinned_memory(true));
@@ -382,19 +382,21 @@ at::Tensor ms_deform_attn_forward_cuda(
     const at::Tensor& value, const at::Tensor& spatial_shapes,
     const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
     const at::Tensor& attention_weights) {
+  const at::Tensor shapes_cpu = spatial_shapes.to(at::kCPU);
+  const at::Tensor starts_cpu = level_start_index.to(at::kCPU);
   const MSDeformAttnSizes sizes = check_ms_deform_attn_inputs(
-      value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
+      value, shapes_cpu, starts_cpu, sampling_locations, attention_weights);
   check_cuda_index_range(sizes);
   const c10::cuda::CUDAGuard device_guard(value.device());
-  const at::Tensor value_c = value.contiguous();
-  const at::Tensor levels = level_table(spatial_shapes, level_start_index, value.device());
-  const at::Tensor locations_c = sampling_locations.contiguous();
-  const at::Tensor weights_c = attention_weights.contiguous();
   at::Tensor output =
       at::empty({sizes.batch, sizes.len_q, sizes.num_heads * sizes.channels}, value.options());
   if (output.numel() == 0) {
     return output;
   }
+  const at::Tensor value_c = value.contiguous();
+  const at::Tensor levels = level_table(shapes_cpu, starts_cpu, value.device());
+  const at::Tensor locations_c = sampling_locations.contiguous();
+  const at::Tensor weights_c = attention_weights.contiguous();
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, value.scalar_type(), "ms_deform_attn_forward_cuda", [&] {
@@ -416,8 +418,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
     const at::Tensor& grad_output, const at::Tensor& value, const at::Tensor& spatial_shapes,
     const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
     const at::Tensor& attention_weights) {
+  const at::Tensor shapes_cpu = spatial_shapes.to(at::kCPU);
+  const at::Tensor starts_cpu = level_start_index.to(at::kCPU);
   const MSDeformAttnSizes sizes = check_ms_deform_attn_inputs(
-      value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
+      value, shapes_cpu, starts_cpu, sampling_locations, attention_weights);
   check_ms_deform_attn_grad_output(grad_output, value, sizes);
   check_cuda_index_range(sizes);
   // Value gradients are summed with atomics, in no fixed order.
@@ -425,7 +429,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
   const c10::cuda::CUDAGuard device_guard(value.device());
   const at::Tensor grad_output_c = grad_output.contiguous();
   const at::Tensor value_c = value.contiguous();
-  const at::Tensor levels = level_table(spatial_shapes, level_start_index, value.device());
+  const at::Tensor levels = level_table(shapes_cpu, starts_cpu, value.device());
   const at::Tensor locations_c = sampling_locations.contiguous();
   const at::Tensor weights_c = attention_weights.contiguous();
   // Value gradients accumulate in the op-math type (float for half and bfloat16).
