@@ -39,6 +39,7 @@ from mask2former.engine import (
     AtomicCheckpointer,
     NonFiniteLossGuard,
     ResumableRandomness,
+    apply_cuda_settings,
     build_resumable_train_loader,
     check_datasets_registered,
     convert_sync_batchnorm_on_cpu,
@@ -205,7 +206,10 @@ def disable_amp_without_cuda(cfg):
 
 
 def setup(args):
-    """Config from ``args.config_file`` and ``args.opts``, frozen, and Detectron2's setup."""
+    """
+    Config from ``args.config_file`` and ``args.opts``, frozen, Detectron2's setup, and the
+    config's CUDA settings (FLOAT32_MATMUL_PRECISION).
+    """
     cfg = get_maskformer2_cfg(args.config_file, args.opts)
     check_datasets_registered(cfg)
     cfg.freeze()
@@ -214,6 +218,7 @@ def setup(args):
     cfg.defrost()
     disable_amp_without_cuda(cfg)
     cfg.freeze()
+    apply_cuda_settings(cfg)
     return cfg
 
 

@@ -1,12 +1,14 @@
 """
 Benchmark the native MSDeformAttn op against the PyTorch implementation, in one run.
 
-Shape: the pixel decoder's at 512x512 input (batch 2; levels 64x64, 32x32, 16x16 = 1/8, 1/16,
-1/32 of the image; 8 heads x 32 channels; 4 points; every pixel is a query, Len_q = 5376).
+Shape: the pixel decoder's at a 512x512 input (batch 2; levels 64x64, 32x32, 16x16 = 1/8, 1/16,
+1/32 of the image; 8 heads x 32 channels; 4 points; every pixel is a query, Len_q = 5376), or
+with ``--size 1024`` at a 1024x1024 input (levels 128x128, 64x64, 32x32, Len_q = 21504).
 Repetitions of the two implementations are interleaved, so both see the same machine load;
 medians and native/PyTorch speedups are printed.
 
-    python benchmarks/bench_ms_deform_attn.py [--reps 15] [--threads N] [--dtype float32]
+    python benchmarks/bench_ms_deform_attn.py [--reps 15] [--threads N] [--dtype float32] \
+        [--size 512] [--device cpu]
 """
 import argparse
 import statistics
@@ -62,20 +64,32 @@ def time_call(fn):
     return time.perf_counter() - start
 
 
-PIXEL_DECODER_SHAPE = "B=2, levels 64x64/32x32/16x16, 8 heads x 32 ch, 4 points, Len_q=5376"
+# The pixel decoder's levels (1/8, 1/16, 1/32 of the input) at two input sizes.
+LEVEL_SIZES = {
+    512: [(64, 64), (32, 32), (16, 16)],
+    1024: [(128, 128), (64, 64), (32, 32)],
+}
 
 
-def interleaved_medians(reps, dtype, device):
+def describe_shape(image_size):
+    """The benchmark shape at ``image_size`` in words."""
+    levels = LEVEL_SIZES[image_size]
+    return (f"{image_size}px input: B=2, levels {'/'.join(f'{h}x{w}' for h, w in levels)}, "
+            f"8 heads x 32 ch, 4 points, Len_q={sum(h * w for h, w in levels)}")
+
+
+def interleaved_medians(reps, dtype, device, image_size=512):
     """
     Times "forward" (no grad) and "forward+backward" of the native op and the PyTorch
-    implementation at the pixel decoder's shape: one warm-up round, then ``reps`` timed rounds,
-    each running the four (case, implementation) pairs in turn.
+    implementation at the pixel decoder's shape for ``image_size`` (a key of LEVEL_SIZES): one
+    warm-up round, then ``reps`` timed rounds, each running the four (case, implementation)
+    pairs in turn.
 
     Returns:
         {case: {"native": median seconds, "pytorch": median seconds}}
     """
     value, shapes, starts, locations, weights = make_inputs(
-        2, [(64, 64), (32, 32), (16, 16)], 8, 32, 4, dtype, device
+        2, LEVEL_SIZES[image_size], 8, 32, 4, dtype, device
     )
     leaves = [t.requires_grad_() for t in (value, locations, weights)]
     grad_output = torch.randn(value.shape[0], value.shape[1], 256, dtype=dtype, device=device)
@@ -106,7 +120,7 @@ def format_medians(medians):
     lines = [f"{'case':<18}{'native ms':>12}{'pytorch ms':>12}{'speedup':>10}"]
     for case, median in medians.items():
         native, pytorch = median["native"] * 1e3, median["pytorch"] * 1e3
-        lines.append(f"{case:<18}{native:>12.1f}{pytorch:>12.1f}{pytorch / native:>9.1f}x")
+        lines.append(f"{case:<18}{native:>12.3f}{pytorch:>12.3f}{pytorch / native:>9.1f}x")
     return "\n".join(lines)
 
 
@@ -116,6 +130,8 @@ def main():
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", type=int, default=512, choices=sorted(LEVEL_SIZES),
+                        help="input image size whose pixel-decoder shape is benchmarked")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,8 +139,8 @@ def main():
     if not native_op_available(device_type):
         raise SystemExit(f"The native op has no {device_type} kernel: build it with "
                          "`pip install --no-build-isolation -e .`.")
-    medians = interleaved_medians(args.reps, getattr(torch, args.dtype), args.device)
-    print(f"MSDeformAttn, {PIXEL_DECODER_SHAPE}, {args.dtype}, {args.device}, "
+    medians = interleaved_medians(args.reps, getattr(torch, args.dtype), args.device, args.size)
+    print(f"MSDeformAttn, {describe_shape(args.size)}, {args.dtype}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.reps} "
           "interleaved reps")
     print(format_medians(medians))

@@ -15,12 +15,25 @@ is not available):
 2. The CUDA native op's output and its three gradients against the PyTorch implementation (on
    CPU and on CUDA) and the native CPU op, float32, within 1e-5 of max(1, |expected|.max()): the
    cases of tests/test_ms_deform_attn_native.py (batch 1, odd level sizes, locations in
-   [-0.3, 1.3]), non-contiguous value with points all outside, and a shape large enough that the
-   backward kernel's grid-stride loop turns; float16 and bfloat16 within 2e-2 of float32.
-3. ``torch.autograd.gradcheck`` in float64 and ``torch.library.opcheck`` on CUDA; the dispatching
-   ``ms_deform_attn`` picks the native op on CUDA; mixed devices raise a clear error.
-4. The benchmark of benchmarks/bench_ms_deform_attn.py at the pixel decoder's shape on CUDA:
-   native vs PyTorch, forward and forward+backward, interleaved medians, float32 and bfloat16.
+   [-0.3, 1.3]), non-contiguous value with points all outside, and one case per path of the
+   CUDA kernels (ms_deform_attn_cuda.cu: 16-byte channel vectors with 1 to 32 lanes per
+   (batch, query, head), idle lanes, lanes looping over wide heads; one channel per lane for odd
+   channel counts and misaligned tensors).
+3. Shapes large enough that the kernels' grid-stride loops turn (sized from the GPU's
+   multiprocessor count): float64 with any locations (in float32 a location that rounds onto the
+   other side of a cell edge changes its gradient by a whole cell's difference, so float32 is
+   compared only on locations away from cell edges).
+4. float16 and bfloat16 (vector and one-channel paths): the native op on CUDA and the PyTorch
+   implementation on CUDA in the same dtype, both against a float64 evaluation of the same
+   (rounded) inputs; the native op's error must be no worse than the PyTorch implementation's,
+   or than one unit of rounding of the dtype at the tensor's scale.
+5. ``torch.autograd.gradcheck`` in float64 (one-channel and vector paths) and
+   ``torch.library.opcheck`` on CUDA; the dispatching ``ms_deform_attn`` picks the native op on
+   CUDA; mixed devices raise a clear error.
+6. The benchmark of benchmarks/bench_ms_deform_attn.py at the pixel decoder's shapes for 512 and
+   1024 px inputs on CUDA: native vs PyTorch, forward and forward+backward, interleaved
+   synchronized medians, float32 and bfloat16; ``--figures PATH`` writes the native figures as
+   JSON for benchmarks/gpu_targets.py.
 
 Importing the op without Detectron2: mask2former/__init__.py imports Detectron2, which the GPU
 machine lacks, so the ops package is imported from its file under its own name
@@ -33,14 +46,16 @@ sys.modules, so their helpers are reused as they are.
 
 ``--cpu-only`` is a dry run for a machine without a GPU: the same build (with the CUDA kernels
 when nvcc is found) and the same checks with the CPU standing in for CUDA; without it, a machine
-where CUDA is not available fails. ``--sanitize`` runs only the small equality cases against an
-existing build (for compute-sanitizer).
+where CUDA is not available fails. ``--sanitize`` runs only the small cases (steps 2 and 4)
+against an existing build (for compute-sanitizer).
 
-    python benchmarks/gpu_check.py [--cpu-only] [--sanitize] [--build-dir DIR] [--reps N]
+    python benchmarks/gpu_check.py [--cpu-only] [--sanitize] [--build-dir DIR] [--reps N] \
+        [--figures PATH]
 """
 import argparse
 import importlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -54,7 +69,25 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 OPS_PACKAGE = "mask2former.modeling.pixel_decoder.ops"
 OPS_DIR = REPO_ROOT / "mask2former" / "modeling" / "pixel_decoder" / "ops"
 EQUAL_TOL = 1e-5  # float32, as in tests/test_ms_deform_attn_native.py
-REDUCED_TOL = 2e-2  # float16 / bfloat16 against float32
+FLOAT64_TOL = 1e-9
+# The CUDA kernels' grid cap: kMaxBlocksPerMultiprocessor in ms_deform_attn_cuda.cu (blocks of
+# 8 warps).
+KERNEL_MAX_BLOCKS_PER_SM = 256
+
+# Cases for the paths of the CUDA kernels (name: random_inputs' level_shapes, batch, queries,
+# heads, channels, points), float32 (16-byte vectors of 4 channels when C % 4 == 0).
+KERNEL_PATH_CASES = {
+    "4 channels: one lane per (b, q, h), 32 per warp": ([(5, 6), (3, 2)], 2, 9, 3, 4, 2),
+    "16 channels: 4 lanes": ([(6, 5)], 1, 11, 2, 16, 3),
+    "24 channels: 6 vectors on 8 lanes, 2 idle": ([(7, 4), (2, 3)], 2, 10, 2, 24, 2),
+    "256 channels, one head: 32 lanes of 2 vectors": ([(5, 5), (3, 3)], 1, 6, 1, 256, 2),
+}
+# float16 / bfloat16 cases: 16-byte vectors of 8 channels (2 and 4 lanes) and one channel.
+REDUCED_PRECISION_CASES = {
+    "16 channels": ([(9, 7), (4, 4)], 2, 40, 2, 16, 4),
+    "32 channels": ([(16, 16), (8, 8), (4, 4)], 2, 336, 8, 32, 4),
+    "5 channels": ([(7, 5), (3, 3), (2, 1), (1, 1)], 2, 21, 3, 5, 3),
+}
 
 
 def nvcc_toolkit_root():
@@ -150,6 +183,8 @@ def main():
     parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "build" / "gpu_check")
     parser.add_argument("--reps", type=int, default=None,
                         help="benchmark rounds (default 50 on CUDA, 2 with --cpu-only)")
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="write the native op's benchmark figures (ms) here, as JSON")
     args = parser.parse_args()
     build_dir = args.build_dir.resolve()
     device = "cpu" if args.cpu_only else "cuda"
@@ -213,7 +248,7 @@ def main():
             worst = max(worst, (a - e).abs().max().item() / max(1.0, e.abs().max().item()))
         return worst
 
-    def equal_to_references(inputs, against_cpu=True):
+    def equal_to_references(inputs, against_cpu=True, tol=EQUAL_TOL):
         """The native op on ``device`` against the PyTorch implementation on ``device`` and, when
         ``against_cpu``, the PyTorch implementation and the native op on CPU."""
         tested = output_and_grads(native, *to_device(inputs, device))
@@ -222,7 +257,7 @@ def main():
         references = {f"pytorch-{device}": (pytorch, device)}
         if against_cpu:
             references.update({"pytorch-cpu": (pytorch, "cpu"), "native-cpu": (native, "cpu")})
-        errors = {name: compare(tested, output_and_grads(fn, *to_device(inputs, on)), EQUAL_TOL)
+        errors = {name: compare(tested, output_and_grads(fn, *to_device(inputs, on)), tol)
                   for name, (fn, on) in references.items()}
         return "worst scaled error " + ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
 
@@ -244,33 +279,118 @@ def main():
     checks.run(f"{device} float32 equal: non-contiguous value, points all outside",
                noncontiguous_and_outside)
 
-    def reduced_precision(dtype):
-        inputs = random_inputs([(9, 7), (4, 4)], 2, 40, 2, 16, 4, seed=4, dtype=dtype)
-        tested = output_and_grads(native, *to_device(inputs, device))
+    def kernel_path(case):
+        return equal_to_references(random_inputs(*KERNEL_PATH_CASES[case], seed=12))
+
+    for case in KERNEL_PATH_CASES:
+        checks.run(f"{device} float32 equal: {case}", kernel_path, case)
+
+    def misaligned_copy(tensor):
+        """A contiguous copy of ``tensor`` one element past a fresh allocation, so not 16-byte
+        aligned: the kernels take their one-channel path."""
+        buffer = torch.empty(tensor.numel() + 1, dtype=tensor.dtype, device=tensor.device)
+        copy = buffer[1:].view(tensor.shape).copy_(tensor)
+        assert copy.is_contiguous() and copy.data_ptr() % 16 != 0
+        return copy
+
+    def misaligned_value():
+        value, shapes, starts, locations, weights = to_device(
+            random_inputs([(6, 7), (3, 4)], 2, 12, 2, 32, 3, seed=13), device)
+        grad_output = torch.randn(2, 12, 64, generator=torch.Generator().manual_seed(13))
+        expected = output_and_grads(pytorch, value, shapes, starts, locations, weights,
+                                    grad_output=grad_output)
+        leaves = [misaligned_copy(value).requires_grad_(), locations.clone().requires_grad_(),
+                  weights.clone().requires_grad_()]
+        output = native(leaves[0], shapes, starts, leaves[1], leaves[2])
+        grads = torch.autograd.grad(output, leaves, misaligned_copy(grad_output.to(output)))
+        return f"worst scaled error {compare((output,) + grads, expected, EQUAL_TOL):.1e}"
+
+    checks.run(f"{device} float32 equal: 32 channels, misaligned value and output gradient",
+               misaligned_value)
+
+    def shapes_on_cpu():
+        value, shapes, starts, locations, weights = random_inputs(
+            *native_tests.CASES["pixel_decoder_like"], seed=14)
+        value, locations, weights = to_device([value, locations, weights], device)
+        tested = output_and_grads(native, value, shapes, starts, locations, weights)
+        expected = output_and_grads(pytorch, value, *to_device([shapes, starts], device),
+                                    locations, weights)
+        return f"worst scaled error {compare(tested, expected, EQUAL_TOL):.1e}"
+
+    checks.run(f"{device} float32 equal: spatial_shapes and level_start_index on the CPU",
+               shapes_on_cpu)
+
+    def max_errors(results, exact):
+        """{name: max |result - exact|}, in float64 on CPU."""
+        return {name: (r.detach().cpu().double() - e).abs().max().item()
+                for name, r, e in zip(native_tests.NAMES, results, exact)}
+
+    def reduced_precision(dtype, case):
+        _, batch, queries, heads, channels, _ = REDUCED_PRECISION_CASES[case]
+        inputs = random_inputs(*REDUCED_PRECISION_CASES[case], seed=4, dtype=dtype)
+        grad_output = torch.randn(batch, queries, heads * channels, dtype=dtype,
+                                  generator=torch.Generator().manual_seed(4))
+        exact = output_and_grads(
+            pytorch, *[t.double() if t.is_floating_point() else t for t in inputs],
+            grad_output=grad_output.double())
+        tested = output_and_grads(native, *to_device(inputs, device), grad_output=grad_output)
         assert all(t.dtype == dtype for t in tested), [t.dtype for t in tested]
-        reference = output_and_grads(
-            pytorch, *[t.float() if t.is_floating_point() else t for t in inputs])
-        return f"worst scaled error {compare(tested, reference, REDUCED_TOL):.1e}"
+        baseline = output_and_grads(pytorch, *to_device(inputs, device), grad_output=grad_output)
+        native_errors, pytorch_errors = max_errors(tested, exact), max_errors(baseline, exact)
+        rounding = torch.finfo(dtype).eps
+        worse = []
+        for name, expected in zip(native_tests.NAMES, exact):
+            bound = max(pytorch_errors[name], rounding * max(1.0, expected.abs().max().item()))
+            if native_errors[name] > bound:
+                worse.append(f"{name}: native {native_errors[name]:.3g} > {bound:.3g}")
+        assert not worse, "; ".join(worse)
+        return "max error native / pytorch vs float64: " + ", ".join(
+            f"{name} {native_errors[name]:.2g} / {pytorch_errors[name]:.2g}"
+            for name in native_tests.NAMES)
 
     for dtype in (torch.float16, torch.bfloat16):
-        checks.run(f"{device} {dtype} within {REDUCED_TOL} of float32", reduced_precision, dtype)
+        for case in REDUCED_PRECISION_CASES:
+            checks.run(f"{device} {dtype} {case}: no worse than the PyTorch implementation "
+                       "against float64", reduced_precision, dtype, case)
 
     if args.sanitize:
         return report(checks)
 
     if device == "cuda":
-        def grid_stride_backward():
-            # 1 x 1.1M queries x 2 heads x 1 level x 4 points = 8.8M samples, one warp each:
-            # more warps than the backward kernel's grid (2^20 blocks of 8 warps) holds. The
-            # level stays small: float32 locations scaled by a width of hundreds would differ
-            # between the implementations' roundings by more than the tolerance.
-            inputs = random_inputs([(61, 67)], 1, 1_100_000, 2, 4, 4, seed=11)
-            return equal_to_references(inputs, against_cpu=False)
+        def grid_stride_queries(heads, items_per_warp):
+            """Queries (batch 1) for 1.3 rounds of the kernels' largest grid on this GPU."""
+            multiprocessors = torch.cuda.get_device_properties(0).multi_processor_count
+            items_per_round = multiprocessors * KERNEL_MAX_BLOCKS_PER_SM * 8 * items_per_warp
+            return int(1.3 * items_per_round / heads)
 
-        checks.run("cuda float32 equal: backward grid-stride loop (8.8M samples)",
-                   grid_stride_backward)
+        def grid_stride_float64():
+            # 4 channels of float64: 2 lanes per (b, q, h), 16 per warp.
+            inputs = random_inputs([(61, 67)], 1, grid_stride_queries(4, 16), 4, 4, 4, seed=11,
+                                   dtype=torch.float64)
+            return equal_to_references(inputs, against_cpu=False, tol=FLOAT64_TOL)
+
+        checks.run("cuda float64 equal: grid-stride loops", grid_stride_float64)
+
+        def grid_stride_float32_off_edges():
+            # 32 channels of float32 at the 512 px pixel decoder's levels: 8 lanes per
+            # (b, q, h), 4 per warp. Locations sit 0.1 to 0.9 of a cell from the corners (and
+            # up to one cell outside), so float32 rounding moves none across a cell edge.
+            value, shapes, starts, _, weights = random_inputs(
+                [(64, 64), (32, 32), (16, 16)], 1, grid_stride_queries(8, 4), 8, 32, 4, seed=15)
+            generator = torch.Generator().manual_seed(15)
+            sizes = shapes.flip(-1).to(torch.float64)[:, None, :]  # (L, 1, 2) as (W, H)
+            cells = torch.rand(*weights.shape, 2, generator=generator, dtype=torch.float64)
+            cells = (cells * (sizes + 1)).floor() - 1  # left / top corner in [-1, size - 1]
+            fractions = 0.1 + 0.8 * torch.rand(cells.shape, generator=generator,
+                                               dtype=torch.float64)
+            locations = ((cells + fractions + 0.5) / sizes).float()
+            return equal_to_references([value, shapes, starts, locations, weights],
+                                       against_cpu=False)
+
+        checks.run("cuda float32 equal: grid-stride loops, locations off cell edges",
+                   grid_stride_float32_off_edges)
     else:
-        print("SKIP float32 equal: backward grid-stride loop (CUDA only)")
+        print("SKIP grid-stride loop cases (CUDA only)")
 
     def gradcheck(level_shapes, batch, queries, heads, channels, points, seed):
         inputs = to_device(random_inputs(level_shapes, batch, queries, heads, channels, points,
@@ -283,6 +403,8 @@ def main():
                [(4, 3), (2, 2)], 2, 3, 2, 3, 2, 5)
     checks.run(f"{device} gradcheck float64 (batch 1, odd levels)", gradcheck,
                [(3, 5), (2, 1), (1, 1)], 1, 4, 2, 3, 3, 10)
+    checks.run(f"{device} gradcheck float64 (4 channels: 16-byte vectors)", gradcheck,
+               [(4, 3), (3, 2)], 2, 3, 2, 4, 2, 16)
 
     def opcheck():
         inputs = to_device(random_inputs([(4, 5), (2, 2)], 2, 6, 2, 4, 2, seed=6), device,
@@ -315,15 +437,23 @@ def main():
         print("SKIP mixed devices raise a clear error (CUDA only)")
 
     reps = args.reps or (2 if args.cpu_only else 50)
+    figures = {}
 
-    def benchmark(dtype):
-        medians = bench.interleaved_medians(reps, getattr(torch, dtype), device)
-        print(f"MSDeformAttn, {bench.PIXEL_DECODER_SHAPE}, {dtype}, {device}, {reps} "
+    def benchmark(dtype, image_size):
+        medians = bench.interleaved_medians(reps, getattr(torch, dtype), device, image_size)
+        print(f"MSDeformAttn, {bench.describe_shape(image_size)}, {dtype}, {device}, {reps} "
               "interleaved reps, synchronized wall-clock medians")
         print(bench.format_medians(medians))
+        for case, median in medians.items():
+            figures[f"op_{dtype}_{image_size}_{case.replace('+', '_')}"] = median["native"] * 1e3
 
-    for dtype in ("float32", "bfloat16"):
-        checks.run(f"{device} benchmark {dtype}", benchmark, dtype)
+    # The dry run on a CPU stays at the smaller shape.
+    for image_size in (512,) if args.cpu_only else (512, 1024):
+        for dtype in ("float32", "bfloat16"):
+            checks.run(f"{device} benchmark {dtype} {image_size} px", benchmark, dtype,
+                       image_size)
+    if args.figures is not None and device == "cuda":
+        args.figures.write_text(json.dumps(figures, indent=1))
     return report(checks)
 
 

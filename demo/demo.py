@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from predictor import TASKS, VisualizationDemo  # noqa: E402
 
 from mask2former.config import get_maskformer2_cfg  # noqa: E402
+from mask2former.engine import apply_cuda_settings  # noqa: E402
 
 WINDOW_NAME = "mask2former"
 
@@ -27,6 +28,7 @@ WINDOW_NAME = "mask2former"
 def setup_cfg(args):
     cfg = get_maskformer2_cfg(args.config_file, args.opts)
     cfg.freeze()
+    apply_cuda_settings(cfg)
     return cfg
 
 

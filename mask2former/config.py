@@ -131,6 +131,15 @@ def add_maskformer2_config(cfg):
     # Gradient checkpointing of the Swin blocks (saves memory, costs time).
     cfg.MODEL.SWIN.USE_CHECKPOINT = False
 
+    # ---- GPU settings (no effect on the CPU) ----
+    # Precision of float32 matrix multiplications on CUDA (torch.set_float32_matmul_precision),
+    # applied by train_net.py and demo/demo.py (mask2former.engine.apply_cuda_settings): ""
+    # keeps PyTorch's setting, full float32 unless changed elsewhere, as Detectron2 and the
+    # published Mask2Former run; "high" allows TF32 (Ampere and later GPUs: faster, about 1e-3
+    # relative error per product); "medium" also bfloat16. "highest" forces full float32.
+    # Convolutions follow torch.backends.cudnn.allow_tf32 (PyTorch's default: TF32 allowed).
+    cfg.FLOAT32_MATMUL_PRECISION = ""
+
     # ---- point-sampled losses ----
     # Number of points sampled per mask for matching and for the mask losses.
     cfg.MODEL.MASK_FORMER.TRAIN_NUM_POINTS = 112 * 112

@@ -45,13 +45,16 @@ def random_inputs(level_shapes, batch, queries, heads, channels, points, seed,
     return value, spatial_shapes, level_start_index, locations, weights
 
 
-def output_and_grads(fn, value, spatial_shapes, level_start_index, locations, weights, seed=0):
-    """(output, grad_value, grad_locations, grad_weights) for a random output gradient."""
+def output_and_grads(fn, value, spatial_shapes, level_start_index, locations, weights, seed=0,
+                     grad_output=None):
+    """(output, grad_value, grad_locations, grad_weights) for ``grad_output`` (default: a random
+    output gradient drawn with ``seed``), which is cast to the output's dtype and device."""
     leaves = [t.detach().clone().requires_grad_() for t in (value, locations, weights)]
     output = fn(leaves[0], spatial_shapes, level_start_index, leaves[1], leaves[2])
-    grad_output = torch.randn(output.shape, generator=torch.Generator().manual_seed(seed),
-                              dtype=output.dtype).to(output.device)
-    grads = torch.autograd.grad(output, leaves, grad_output)
+    if grad_output is None:
+        grad_output = torch.randn(output.shape, generator=torch.Generator().manual_seed(seed),
+                                  dtype=output.dtype)
+    grads = torch.autograd.grad(output, leaves, grad_output.to(output))
     return (output.detach(),) + grads
 
 
@@ -114,9 +117,12 @@ def test_native_cpu_handles_noncontiguous_inputs_and_all_outside_points():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_native_cpu_reduced_precision_accumulates_in_float(dtype):
     inputs = random_inputs([(9, 7), (4, 4)], 2, 40, 2, 16, 4, seed=4, dtype=dtype)
-    native = output_and_grads(ms_deform_attn_native, *inputs)
+    # One output gradient for both (randn draws other numbers in other dtypes).
+    grad_output = torch.randn(2, 40, 32, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    native = output_and_grads(ms_deform_attn_native, *inputs, grad_output=grad_output)
     reference = output_and_grads(
-        ms_deform_attn_pytorch, *[t.float() if t.is_floating_point() else t for t in inputs]
+        ms_deform_attn_pytorch, *[t.float() if t.is_floating_point() else t for t in inputs],
+        grad_output=grad_output,
     )
     for name, actual, expected in zip(NAMES, native, reference):
         assert actual.dtype == dtype, name

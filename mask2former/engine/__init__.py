@@ -1,7 +1,7 @@
 """
 Training machinery beyond Detectron2's: resumable randomness, data order and checkpoints, a
-non-finite-loss guard, and launching / training on several processes and machines, on GPUs
-(NCCL) or CPUs (Gloo).
+non-finite-loss guard, launching / training on several processes and machines, on GPUs (NCCL)
+or CPUs (Gloo), and the config's process-wide CUDA settings.
 """
 from .checkpoint import AtomicCheckpointer, atomic_write
 from .config_checks import check_datasets_registered
@@ -10,6 +10,7 @@ from .cpu_distributed import (
     create_ddp_model,
     ddp_on_cpu_in_default_trainer,
 )
+from .cuda_settings import apply_cuda_settings
 from .hooks import NonFiniteLossGuard, ResumableRandomness
 from .launch import launch
 from .resumable_loader import ResumableTrainLoader, TrainingStream, build_resumable_train_loader

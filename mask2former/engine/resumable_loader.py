@@ -118,13 +118,14 @@ class ResumableTrainLoader:
     :meth:`start` can set the iteration (and seed) after resuming from a checkpoint.
     """
 
-    def __init__(self, stream, total_batch_size, num_workers=0):
+    def __init__(self, stream, total_batch_size, num_workers=0, pin_memory=False):
         """
         Args:
             stream (TrainingStream): the samples.
             total_batch_size (int): images per iteration over all ranks; divisible by the
                 world size.
             num_workers (int): data loader worker processes per rank.
+            pin_memory (bool): put the batches' tensors in pinned memory (for a CUDA model).
         """
         world = comm.get_world_size()
         if total_batch_size <= 0 or total_batch_size % world:
@@ -135,6 +136,7 @@ class ResumableTrainLoader:
         self.stream = stream
         self.total_batch_size = total_batch_size
         self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.start_iter = 0
 
     def start(self, start_iter, seed=None):
@@ -151,6 +153,7 @@ class ResumableTrainLoader:
             batch_sampler=_PositionBatches(self.start_iter, self.total_batch_size),
             num_workers=self.num_workers,
             collate_fn=_keep_as_list,
+            pin_memory=self.pin_memory,
             # Its own generator: the loader draws a worker base seed when iteration starts,
             # which must not consume the global torch RNG of the first (resumed) iteration.
             generator=torch.Generator(),
@@ -164,7 +167,8 @@ def build_resumable_train_loader(cfg, mapper):
     for DATALOADER.SAMPLER_TRAIN "TrainingSampler". Other samplers (repeat factor, random
     subset) use Detectron2's loader, whose stream restarts from the beginning on resume.
     The seed is :func:`training_seed` of ``cfg``; :class:`~.hooks.ResumableRandomness` replaces
-    it by the one saved in the checkpoint when resuming.
+    it by the one saved in the checkpoint when resuming. For a model on CUDA the batches'
+    tensors come in pinned memory, so that their upload does not block the host.
     """
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         logger.warning(
@@ -179,4 +183,5 @@ def build_resumable_train_loader(cfg, mapper):
         TrainingStream(dataset_dicts, mapper, training_seed(cfg)),
         cfg.SOLVER.IMS_PER_BATCH,
         cfg.DATALOADER.NUM_WORKERS,
+        pin_memory=cfg.MODEL.DEVICE.startswith("cuda"),
     )

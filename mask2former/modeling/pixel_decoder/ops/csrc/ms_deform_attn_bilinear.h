@@ -22,19 +22,20 @@ C10_HOST_DEVICE inline T floor_value(T x) {
 
 // The four bilinear corners of one sampling location within its level: (y0, x0), (y0, x1),
 // (y1, x0), (y1, x1). An offset is the corner's position y * W + x within the level, or -1 when
-// the corner lies outside (zero padding).
-template <typename opmath_t>
+// the corner lies outside (zero padding). index_t: int64_t, or int32_t where H * W fits.
+template <typename opmath_t, typename index_t = int64_t>
 struct BilinearCorners {
-  int64_t offset[4];
+  index_t offset[4];
   opmath_t weight[4];
   opmath_t low_x, low_y, high_x, high_y;  // fractional parts and their complements
 };
 
 // Fills `corners` for the location (loc_x, loc_y) in [0, 1] (align_corners=False); returns false
 // when no corner lies inside the level, i.e. the sample is zero. NaN locations sample zero.
-template <typename opmath_t>
-C10_HOST_DEVICE inline bool bilinear_corners(opmath_t loc_x, opmath_t loc_y, int64_t height,
-                                             int64_t width, BilinearCorners<opmath_t>& corners) {
+template <typename opmath_t, typename index_t = int64_t>
+C10_HOST_DEVICE inline bool bilinear_corners(opmath_t loc_x, opmath_t loc_y, index_t height,
+                                             index_t width,
+                                             BilinearCorners<opmath_t, index_t>& corners) {
   const opmath_t x = loc_x * static_cast<opmath_t>(width) - opmath_t(0.5);
   const opmath_t y = loc_y * static_cast<opmath_t>(height) - opmath_t(0.5);
   if (!(x >= -1 && y >= -1 && x < width && y < height)) {
@@ -42,8 +43,8 @@ C10_HOST_DEVICE inline bool bilinear_corners(opmath_t loc_x, opmath_t loc_y, int
   }
   const opmath_t x0_float = floor_value(x);
   const opmath_t y0_float = floor_value(y);
-  const int64_t x0 = static_cast<int64_t>(x0_float);
-  const int64_t y0 = static_cast<int64_t>(y0_float);
+  const index_t x0 = static_cast<index_t>(x0_float);
+  const index_t y0 = static_cast<index_t>(y0_float);
   corners.low_x = x - x0_float;
   corners.low_y = y - y0_float;
   corners.high_x = 1 - corners.low_x;
