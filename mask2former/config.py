@@ -139,10 +139,12 @@ def add_maskformer2_config(cfg):
     cfg.MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO = 0.75
 
 
-def get_maskformer2_cfg(config_file=None, opts=()):
+def get_maskformer2_cfg(config_file=None, opts=(), add_configs=()):
     """
     A Detectron2 config with the DeepLab and Mask2Former keys, merged with ``config_file`` (a
     yaml path) and then ``opts`` (a flat KEY VALUE list, as on the command line); not frozen.
+    ``add_configs``: further functions ``f(cfg)`` that add keys before the merge (e.g.
+    ``add_maskformer2_video_config``).
 
     On a machine without CUDA, MODEL.DEVICE "cuda" becomes "cpu" (logged), so that the published
     configs run there unchanged.
@@ -150,6 +152,8 @@ def get_maskformer2_cfg(config_file=None, opts=()):
     cfg = get_cfg()
     add_deeplab_config(cfg)
     add_maskformer2_config(cfg)
+    for add_config in add_configs:
+        add_config(cfg)
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
