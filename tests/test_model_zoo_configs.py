@@ -103,10 +103,10 @@ def test_config_merges_to_the_published_values(name):
     assert not problems, f"{config_path(name)}:\n" + "\n".join(problems)
 
 
-def read_state_dict_keys(name):
+def read_state_dict_keys(name, reference=REFERENCE):
     """Reference `name (shape)` lines -> [(name, shape)] in state_dict order."""
     entries = []
-    with open(os.path.join(REFERENCE, "state_dict_keys", name + ".txt")) as f:
+    with open(os.path.join(reference, "state_dict_keys", name + ".txt")) as f:
         for line in f:
             key, shape = line.rstrip("\n").split(" ", 1)
             entries.append((key, tuple(ast.literal_eval(shape))))
