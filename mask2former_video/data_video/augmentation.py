@@ -1,6 +1,8 @@
 """
 Augmentation of video clips: each augmentation is drawn once per clip and applied to all of its
 frames (so that objects keep their shape and place from frame to frame), or drawn per frame.
+A per-clip augmentation replays the same random draws on every frame, so it also fits frames
+that an earlier per-frame resize made of different sizes.
 
 Config values (beside Detectron2's INPUT keys):
 
@@ -12,6 +14,7 @@ Config values (beside Detectron2's INPUT keys):
 * INPUT.AUGMENTATIONS: names of extra per-clip augmentations: "brightness", "contrast",
   "saturation" (factors in [0.9, 1.1]) and "rotation" (up to 15 degrees).
 """
+import numpy as np
 from detectron2.data import transforms as T
 
 __all__ = ["build_clip_augmentation", "apply_clip_augmentation"]
@@ -89,11 +92,12 @@ def apply_clip_augmentation(augmentations, images):
     inputs = [T.AugInput(image) for image in images]
     transforms = [[] for _ in images]
     for augmentation, per_clip in augmentations:
-        if per_clip:
-            transform = augmentation(inputs[0])
-            for aug_input in inputs[1:]:
-                aug_input.transform(transform)
-            drawn = [transform] * len(inputs)
+        if per_clip:  # the same random draws for every frame (Detectron2 draws with numpy)
+            state = np.random.get_state()
+            drawn = []
+            for aug_input in inputs:
+                np.random.set_state(state)
+                drawn.append(augmentation(aug_input))
         else:
             drawn = [augmentation(aug_input) for aug_input in inputs]
         for frame_transforms, transform in zip(transforms, drawn):
