@@ -120,7 +120,8 @@ class YTVISEvaluator(DatasetEvaluator):
             return {}
         ground_truths = self._ground_truths(data)
         metrics = evaluate_tracks(ground_truths, copy.deepcopy(predictions),
-                                  [c["id"] for c in data["categories"]])
+                                  [c["id"] for c in data["categories"]],
+                                  [v["id"] for v in data["videos"]])
         logger.info(
             f"YouTube-VIS evaluation of {len(predictions)} predicted tracks on "
             f"{self._dataset_name} ({len(data['videos'])} videos):\n"

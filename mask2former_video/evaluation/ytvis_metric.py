@@ -138,17 +138,18 @@ def _match_video(g_tracks, d_tracks, ious, low, high):
     return int((~g_ignore).sum()), scores, matched, ignored
 
 
-def evaluate_tracks(ground_truths, predictions, category_ids):
+def evaluate_tracks(ground_truths, predictions, category_ids, video_ids):
     """
     Args:
         ground_truths (list[dict]): ground-truth tracks of all evaluated videos.
         predictions (list[dict]): predicted tracks; those of other videos are not counted.
         category_ids (list[int]): the categories to evaluate (AP is their mean).
+        video_ids (list[int]): the evaluated videos (all of the dataset, also those without
+            ground-truth tracks, where every prediction is a false positive).
 
     Returns:
         OrderedDict: ``SUMMARY_KEYS`` in percent (NaN where no ground truth qualifies).
     """
-    video_ids = sorted({g["video_id"] for g in ground_truths})
     gts, dts = defaultdict(list), defaultdict(list)
     for g in ground_truths:
         gts[g["video_id"], g["category_id"]].append(g)

@@ -49,19 +49,30 @@ MIN_VISIBLE_PIXELS = 12
 
 def _sample_track(rng, size, num_frames):
     """
-    A shape with a straight path: starts inside the frame, or outside it (and enters), with a
-    velocity that may take it out of the frame (it leaves), a turning speed and a depth.
+    A shape with a straight path: it stays in view, enters through a border (out of view until
+    frame ``enter``, then coming in), or leaves through a border (out of view from frame
+    ``leave``); it also turns, and has a depth (front to back order).
     """
     shape = _sample_shape(rng, size, size)
     shape["radius"] = float(rng.uniform(0.08, 0.18) * size)
-    speed = rng.uniform(0.5, 2.5) * size / 128
-    direction = rng.uniform(0, 2 * np.pi)
-    velocity = speed * np.array([np.cos(direction), np.sin(direction)], np.float32)
-    if rng.random() < 0.35:  # enter: start outside, moving in
-        velocity = velocity * 1.5
-        start = np.array([size / 2, size / 2], np.float32) - velocity * num_frames / 2
-        start += rng.normal(0, size / 8, 2).astype(np.float32)
-        shape["center"] = start.astype(np.float32)
+    speed = float(rng.uniform(1.0, 4.0) * size / 128)
+    side = rng.uniform(0, 2 * np.pi)
+    outward = np.array([np.cos(side), np.sin(side)], np.float32)
+    middle = np.full(2, size / 2, np.float32)
+    # Distance from the middle to the border along ``outward``, plus the radius: out of view.
+    out_of_view = size / 2 / max(abs(outward[0]), abs(outward[1])) + 1.2 * shape["radius"]
+    mode = rng.choice(["stay", "enter", "leave"], p=[0.4, 0.3, 0.3])
+    if mode == "enter":
+        enter = rng.uniform(0.0, 0.5) * num_frames
+        shape["center"] = middle + outward * (out_of_view + speed * enter)
+        velocity = -outward * speed
+    elif mode == "leave":
+        leave = rng.uniform(0.4, 0.9) * num_frames
+        shape["center"] = middle + outward * (out_of_view - speed * leave)
+        velocity = outward * speed
+    else:
+        angle = rng.uniform(0, 2 * np.pi)
+        velocity = 0.5 * speed * np.array([np.cos(angle), np.sin(angle)])
     return {
         "shape": shape,
         "velocity": velocity.astype(np.float32),
