@@ -277,3 +277,22 @@ def test_small_video_model_overfits_two_clips(one_thread):
                     for m, label in zip(result["pred_masks"][:top], result["pred_labels"][:top])
                     if label == cls]
             assert max(ious) > 0.8
+
+
+def test_image_checkpoint_loads_into_the_video_model_but_the_class_head(tmp_path):
+    """As the published video models start from COCO (and the video main job from the image
+    main job), an image model's checkpoint fills every video parameter but the class head."""
+    from small_model import small_config
+
+    from mask2former.checkpoint import MaskFormerCheckpointer
+
+    image_cfg = small_config(num_classes=6, num_queries=6, dec_layers=2)
+    torch.manual_seed(1)
+    image_state = build_model(image_cfg).state_dict()
+    torch.save({"model": image_state}, tmp_path / "image.pth")
+    torch.manual_seed(2)
+    video = build_model(small_video_config(num_classes=3, num_queries=6, dec_layers=2))
+    MaskFormerCheckpointer(video).load(str(tmp_path / "image.pth"))
+    skipped = {k for k, v in video.state_dict().items() if not torch.equal(v, image_state[k])}
+    assert skipped == {"sem_seg_head.predictor.class_embed.weight",
+                       "sem_seg_head.predictor.class_embed.bias", "criterion.empty_weight"}
