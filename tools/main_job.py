@@ -102,7 +102,9 @@ def train_and_evaluate(cfg, trainer_module="train_net"):
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     start = time.perf_counter()
-    results = trainer.train()
+    trainer.train()
+    # The trainer's final evaluation (Detectron2's EvalHook after the last iteration).
+    results = getattr(trainer, "_last_eval_results", None)
     if not results:
         results = Trainer.test(cfg, trainer.model)
     return results, time.perf_counter() - start
