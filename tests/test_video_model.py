@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from detectron2.data import MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Instances
+from test_overfit import one_thread  # noqa: F401  (fixture)
 from video_helpers import small_video_config
 
 from mask2former.modeling.criterion import SetCriterion
@@ -222,14 +223,6 @@ def synthetic_clip(tracks):
         images.append(image)
         frames.append(instances)
     return {"image": images, "instances": frames, "height": SIZE, "width": SIZE}
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_small_video_model_overfits_two_clips(one_thread):

@@ -10,7 +10,14 @@ import torch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.projects.deeplab import add_deeplab_config
-from test_model_zoo_configs import ROOT, flatten, read_key_values, read_state_dict_keys, same
+from test_model_zoo_configs import (
+    ROOT,
+    config_problems,
+    flatten,
+    read_key_values,
+    read_state_dict_keys,
+    same,
+)
 
 import mask2former_video  # noqa: F401  registers the video model and datasets
 from mask2former import add_maskformer2_config
@@ -54,14 +61,8 @@ def test_video_config_merges_to_the_published_values(name):
     defaults = flatten(default_config())
     merged = flatten(get_maskformer2_video_cfg(config_path(name)))
     merged["MODEL.DEVICE"] = defaults["MODEL.DEVICE"]  # the loader's CPU fallback
-    changed = {k: v for k, v in merged.items() if not same(v, defaults[k])}
     expected = read_key_values(os.path.join(REFERENCE, "configs", name + ".txt"))
-    problems = [f"{k}: missing, still the default {merged[k]!r}, published {v!r}"
-                for k, v in expected.items() if k not in changed]
-    problems += [f"{k}: {v!r} is not published (default {defaults[k]!r})"
-                 for k, v in changed.items() if k not in expected]
-    problems += [f"{k}: {changed[k]!r}, published {v!r}"
-                 for k, v in expected.items() if k in changed and not same(changed[k], v)]
+    problems = config_problems(merged, defaults, expected)
     assert not problems, f"{config_path(name)}:\n" + "\n".join(problems)
 
 
