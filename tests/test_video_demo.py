@@ -102,6 +102,7 @@ def test_video_main_job_quick(tmp_path):
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode != 0 and "no_such_model.pth: no such file" in proc.stderr
+    assert not data.exists()  # refused before generating anything
     proc = subprocess.run(
         [sys.executable, "tools/main_job_video.py", "--quick", "--output", str(output),
          "--data-root", str(data)],

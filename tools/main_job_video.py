@@ -4,16 +4,15 @@ The video main job: video Mask2Former end to end on generated shapes videos, in 
 
 1. generate the videos (shapes that move, enter, leave and occlude each other, in the YouTube-VIS
    layout; skipped when the same version, seed and sizes are already on disk);
-2. start from the image main job's model (``output/main_job/model_final.pth``, written by
-   ``tools/main_job.py``) when it is there: every parameter but the class head loads, as the
-   published video models start from COCO; without it, train from scratch (``--iters`` then
-   defaults to the longer FROM_SCRATCH_ITERS), or pass ``--image-weights``;
-3. train with train_net_video.py's Trainer and evaluate on the val videos (YouTube-VIS AP);
+2. train video Mask2Former with train_net_video.py's Trainer, from scratch, or from an image
+   model with ``--image-weights`` (e.g. the image main job's ``output/main_job/model_final.pth``:
+   every parameter but the class head loads, as the published video models start from COCO);
+3. evaluate it on the val videos (YouTube-VIS AP, and results.json in the submission format);
 4. run demo_video/demo.py on a val video's frames and on a longer generated clip (mp4);
 5. plot the training curves, write the metrics JSON and print where everything is.
 
     .venv/bin/python tools/main_job_video.py [--output output/main_job_video] [--iters N]
-        [--image-weights PATH | --from-scratch] [--quick]
+        [--image-weights output/main_job/model_final.pth] [--quick]
 """
 import json
 import logging
@@ -40,48 +39,31 @@ from mask2former_video.data_video.datasets.generated_shapes_video import (  # no
 
 REPO_ROOT = main_job.REPO_ROOT
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "shapes", "video_maskformer2_R18_shapes.yaml")
-DEFAULT_IMAGE_WEIGHTS = os.path.join("output", "main_job", "model_final.pth")
 logger = logging.getLogger("main_job_video")
 
 # Sizes of a full and of a --quick run; "iters": None is the config's SOLVER.MAX_ITER.
 FULL = {"num_train": 300, "num_val": 30, "num_frames": 16, "iters": None, "demo_frames": 48}
 QUICK = {"num_train": 6, "num_val": 3, "num_frames": 6, "iters": 4, "demo_frames": 10}
-# Iterations of a full run without the image model's weights.
-FROM_SCRATCH_ITERS = 3000
 
 
 def get_parser():
     parser = main_job.get_parser()
     parser.description = __doc__.split("\n\n")[0]
     parser.set_defaults(config_file=DEFAULT_CONFIG, output="output/main_job_video")
-    weights = parser.add_mutually_exclusive_group()
-    weights.add_argument(
-        "--image-weights", default=DEFAULT_IMAGE_WEIGHTS,
-        help="image main job model to start from (default: %(default)s, used when present)",
+    parser.add_argument(
+        "--image-weights", default="",
+        help="start from this image model (e.g. output/main_job/model_final.pth written by "
+             "tools/main_job.py) instead of from scratch",
     )
-    weights.add_argument("--from-scratch", action="store_true",
-                         help="train from random weights even when the image model is there")
     return parser
 
 
-def choose_start(args, sizes):
-    """(weights path or "", number of iterations or None for the config's) of this run."""
-    if args.from_scratch:
-        weights = ""
-    elif os.path.isfile(args.image_weights):
-        weights = os.path.abspath(args.image_weights)
-    elif args.image_weights != DEFAULT_IMAGE_WEIGHTS:
-        raise SystemExit(f"--image-weights {args.image_weights}: no such file")
-    else:
-        logger.warning(
-            f"{DEFAULT_IMAGE_WEIGHTS} is not there (run tools/main_job.py first to start from "
-            f"the image model): training from scratch for {FROM_SCRATCH_ITERS} iterations."
-        )
-        weights = ""
-    iters = args.iters or sizes["iters"]
-    if not weights and iters is None:
-        iters = FROM_SCRATCH_ITERS
-    return weights, iters
+def start_weights(path):
+    """The checkpoint to start from ("" for random weights); a missing file is an error."""
+    if path and not os.path.isfile(path):
+        raise SystemExit(f"--image-weights {path}: no such file (run tools/main_job.py first to "
+                         "write output/main_job/model_final.pth, or leave the flag out)")
+    return os.path.abspath(path) if path else ""
 
 
 def run_demo(config_path, weights, inputs, output, threads, extra=()):
@@ -102,6 +84,7 @@ def main(argv=None):
     for name in ("detectron2", "mask2former", "main_job_video"):
         setup_logger(output, name=name)
     job_start = time.perf_counter()
+    weights = start_weights(args.image_weights)
 
     data_root = args.data_root or default_shapes_video_root() + ("_quick" if args.quick else "")
     start = time.perf_counter()
@@ -111,8 +94,7 @@ def main(argv=None):
     data_seconds = time.perf_counter() - start
     logger.info(f"Videos ready in {data_root} ({data_seconds:.1f}s)")
 
-    weights, args.iters = choose_start(args, sizes)
-    cfg = main_job.build_cfg(args, {"iters": None}, output, load_cfg=get_maskformer2_video_cfg)
+    cfg = main_job.build_cfg(args, sizes, output, load_cfg=get_maskformer2_video_cfg)
     cfg.defrost()
     cfg.MODEL.WEIGHTS = weights
     cfg.freeze()
