@@ -2,8 +2,9 @@
 Video Mask2Former demo: segment and track the objects of a video, drawing each track with one
 colour and its class and score in every frame.
 
-    python demo_video/demo.py --config-file configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml \
-        --input video.mp4 --output out/ --opts MODEL.WEIGHTS model_final.pkl
+    python demo_video/demo.py \
+        --config-file configs/youtubevis_2019/video_maskformer2_R50_bs16_8ep.yaml \
+        --input video.mp4 --output out/ --opts MODEL.WEIGHTS model_final_34112b.pkl
     python demo_video/demo.py --config-file X.yaml --input frames_folder/ --output out/ \
         --save-frames --opts MODEL.WEIGHTS model.pth
 
@@ -61,7 +62,9 @@ def open_input(inputs, fps):
         paths = sorted(p for p in glob.glob(os.path.join(folder, "*"))
                        if p.lower().endswith(IMAGE_EXTENSIONS))
         if not paths:
-            raise SystemExit(f"The folder {folder!r} holds no frames ({', '.join(IMAGE_EXTENSIONS)})")
+            raise SystemExit(
+                f"The folder {folder!r} holds no frames ({', '.join(IMAGE_EXTENSIONS)})"
+            )
         return os.path.basename(folder), fps, len(paths), _read_frames(paths)
     if len(inputs) == 1 and not inputs[0].lower().endswith(IMAGE_EXTENSIONS):
         video = cv2.VideoCapture(inputs[0])

@@ -1,7 +1,4 @@
 """The dataset mapper of video instance segmentation: a YouTube-VIS video -> a clip."""
-import copy
-import logging
-
 import numpy as np
 import torch
 from detectron2.config import configurable
@@ -12,8 +9,6 @@ from mask2former.data.dataset_mappers.utils import image_to_tensor, rasterize, r
 from .augmentation import apply_clip_augmentation, build_clip_augmentation
 
 __all__ = ["YTVISDatasetMapper", "sample_clip_frames"]
-
-logger = logging.getLogger(__name__)
 
 
 def sample_clip_frames(length, num_frames, frame_range, shuffle, rng):
@@ -92,7 +87,7 @@ class YTVISDatasetMapper:
         }
 
     def __call__(self, dataset_dict):
-        video = copy.deepcopy(dataset_dict)
+        video = dict(dataset_dict)  # the annotations are only read
         length = video["length"]
         if self.is_train:
             frame_ids = sample_clip_frames(length, self.sampling_frame_num,
