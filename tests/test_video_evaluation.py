@@ -43,9 +43,22 @@ def test_spatio_temporal_iou_sums_intersections_and_unions_over_frames():
                                            rle(pixels((2, 0), (2, 1), (2, 2))), None]}
     empty = {"video_id": 1, "segmentations": [None, None, None]}
     iou = track_iou([d, empty], [g, dict(g, iscrowd=1)])
-    np.testing.assert_allclose(iou, [[0.1, 1 / 6], [0.0, 0.0]])  # crowd: I / area of d
+    np.testing.assert_allclose(iou, [[0.1, 0.1], [0.0, 0.0]])  # crowds: the same IoU
     with pytest.raises(ValueError, match="2 frames"):
         track_iou([dict(d, segmentations=d["segmentations"][:2])], [g])
+
+
+def test_crowd_tracks_are_ignored_regions():
+    person = {"video_id": 1, "category_id": 1,
+              "segmentations": [rle(pixels((0, 0), (0, 1))), rle(pixels((1, 1)))]}
+    crowd = {"video_id": 2, "category_id": 1, "iscrowd": 1,
+             "segmentations": [rle(pixels((2, 2))), None]}
+    found = dict(person, score=0.9)
+    on_crowd = dict(crowd, score=0.95, iscrowd=0)
+    # Missing the crowd costs nothing, and a prediction on it is not a false positive.
+    for predictions in ([found], [found, on_crowd]):
+        assert evaluate_tracks([person, crowd], predictions, [1], [1, 2])["AP"] == pytest.approx(100)
+    assert evaluate_tracks([person, dict(crowd, iscrowd=0)], [found], [1], [1, 2])["AP"] < 60
 
 
 def _random_scene(rng, size=400):
@@ -57,7 +70,7 @@ def _random_scene(rng, size=400):
         mask = np.zeros((size, size), bool)
         mask[y:y + h, x:x + w] = True
         category = int(rng.integers(1, 3))
-        gts.append((mask, category, int(rng.random() < 0.1)))
+        gts.append((mask, category, 0))
         if rng.random() < 0.8:
             dy, dx = rng.integers(-h // 8, h // 8 + 1), rng.integers(-w // 8, w // 8 + 1)
             dts.append((np.roll(mask, (dy, dx), axis=(0, 1)), category, float(rng.random())))
@@ -70,6 +83,7 @@ def _random_scene(rng, size=400):
 
 
 def test_one_frame_videos_score_as_cocoeval_scores_their_images(tmp_path):
+    """The COCO protocol, without crowds (whose IoU YouTube-VIS and COCO define differently)."""
     rng = np.random.default_rng(0)
     images, coco_gts, coco_dts, gt_tracks, dt_tracks = [], [], [], [], []
     for image_id in range(1, 31):

@@ -4,8 +4,8 @@ evaluation does (the COCO protocol with tracks in place of masks).
 
 * IoU of a predicted track d and a ground-truth track g of one video: the intersections summed
   over the frames divided by the unions summed over the frames (a frame where only one of the two
-  has a mask adds that mask's area to the union). A crowd ground truth counts the intersection
-  over d's area alone.
+  has a mask adds that mask's area to the union). Crowd ground truths are ignored regions, with
+  the same IoU (unlike COCO, which divides by d's area alone for them).
 * Per video and category, predictions are matched greedily by descending score to the unmatched
   ground truth of highest IoU >= the threshold, at IoU 0.50:0.05:0.95; precision is interpolated
   at 101 recall points; AP is the mean over thresholds, recall points and categories.
@@ -76,10 +76,7 @@ def track_iou(detections, ground_truths):
         # I = IoU * (a + b) / (1 + IoU), exact once rounded (areas are integers).
         pair_area = dt_area[dt_idx, t][:, None] + gt_area[gt_idx, t][None, :]
         intersection[np.ix_(dt_idx, gt_idx)] += np.round(iou * pair_area / (1 + iou))
-    dt_total, gt_total = dt_area.sum(1)[:, None], gt_area.sum(1)[None, :]
-    union = dt_total + gt_total - intersection
-    crowd = np.array([bool(g.get("iscrowd", 0)) for g in ground_truths])[None, :]
-    union = np.where(crowd, np.broadcast_to(dt_total, union.shape), union)
+    union = dt_area.sum(1)[:, None] + gt_area.sum(1)[None, :] - intersection
     return np.divide(intersection, union, out=np.zeros_like(union), where=union > 0)
 
 
