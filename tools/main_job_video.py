@@ -4,15 +4,18 @@ The video main job: video Mask2Former end to end on generated shapes videos, in 
 
 1. generate the videos (shapes that move, enter, leave and occlude each other, in the YouTube-VIS
    layout; skipped when the same version, seed and sizes are already on disk);
-2. train video Mask2Former with train_net_video.py's Trainer, from scratch, or from an image
-   model with ``--image-weights`` (e.g. the image main job's ``output/main_job/model_final.pth``:
-   every parameter but the class head loads, as the published video models start from COCO);
+2. train video Mask2Former with train_net_video.py's Trainer, starting from the image main job's
+   model ``output/main_job/model_final.pth`` (every parameter but the class head loads, as the
+   published video models start from COCO). When that file is missing, the image main job
+   (tools/main_job.py) runs first to write it; ``--image-weights`` names another image model,
+   ``--from-scratch`` (and ``--quick``) starts from random weights instead (a far lower AP: from
+   scratch, 500 iterations gave AP 5 on the shared machine);
 3. evaluate it on the val videos (YouTube-VIS AP, and results.json in the submission format);
 4. run demo_video/demo.py on a val video's frames and on a longer generated clip (mp4);
 5. plot the training curves, write the metrics JSON and print where everything is.
 
     .venv/bin/python tools/main_job_video.py [--output output/main_job_video] [--iters N]
-        [--image-weights output/main_job/model_final.pth] [--quick]
+        [--image-weights PATH | --from-scratch] [--quick]
 """
 import json
 import logging
@@ -38,6 +41,7 @@ from mask2former_video.data_video.datasets.generated_shapes_video import (  # no
 )
 
 REPO_ROOT = main_job.REPO_ROOT
+IMAGE_JOB_WEIGHTS = os.path.join("output", "main_job", "model_final.pth")
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "shapes", "video_maskformer2_R18_shapes.yaml")
 logger = logging.getLogger("main_job_video")
 
@@ -50,20 +54,32 @@ def get_parser():
     parser = main_job.get_parser()
     parser.description = __doc__.split("\n\n")[0]
     parser.set_defaults(config_file=DEFAULT_CONFIG, output="output/main_job_video")
-    parser.add_argument(
-        "--image-weights", default="",
-        help="start from this image model (e.g. output/main_job/model_final.pth written by "
-             "tools/main_job.py) instead of from scratch",
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument(
+        "--image-weights", default=IMAGE_JOB_WEIGHTS,
+        help="image model to start from (default: %(default)s, written by tools/main_job.py, "
+             "which runs first when the file is missing)",
     )
+    weights.add_argument("--from-scratch", action="store_true",
+                         help="start from random weights (implied by --quick)")
     return parser
 
 
-def start_weights(path):
-    """The checkpoint to start from ("" for random weights); a missing file is an error."""
-    if path and not os.path.isfile(path):
-        raise SystemExit(f"--image-weights {path}: no such file (run tools/main_job.py first to "
-                         "write output/main_job/model_final.pth, or leave the flag out)")
-    return os.path.abspath(path) if path else ""
+def start_weights(args):
+    """
+    The checkpoint to start from: "" for random weights (--from-scratch, --quick without
+    --image-weights), else the image model, trained first by the image main job when it is the
+    default one and missing. Another missing file is an error.
+    """
+    if args.from_scratch or (args.quick and args.image_weights == IMAGE_JOB_WEIGHTS):
+        return ""
+    if not os.path.isfile(args.image_weights):
+        if args.image_weights != IMAGE_JOB_WEIGHTS:
+            raise SystemExit(f"--image-weights {args.image_weights}: no such file")
+        logger.info(f"{IMAGE_JOB_WEIGHTS} is missing: running the image main job first.")
+        main_job.main(["--output", os.path.dirname(IMAGE_JOB_WEIGHTS),
+                       "--threads", str(args.threads)])
+    return os.path.abspath(args.image_weights)
 
 
 def run_demo(config_path, weights, inputs, output, threads, extra=()):
@@ -84,7 +100,7 @@ def main(argv=None):
     for name in ("detectron2", "mask2former", "main_job_video"):
         setup_logger(output, name=name)
     job_start = time.perf_counter()
-    weights = start_weights(args.image_weights)
+    weights = start_weights(args)
 
     data_root = args.data_root or default_shapes_video_root() + ("_quick" if args.quick else "")
     start = time.perf_counter()
