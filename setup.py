@@ -71,7 +71,9 @@ setup(
     name="mask2former",
     version="0.1.0",
     description="Mask2Former (masked-attention mask transformer) as a Detectron2 project",
-    packages=find_packages(include=("mask2former", "mask2former.*")),
+    packages=find_packages(
+        include=("mask2former", "mask2former.*", "mask2former_video", "mask2former_video.*")
+    ),
     python_requires=">=3.9",
     install_requires=[
         # Detectron2 is not on the package index: tools/install_detectron2.py installs it.

@@ -14,41 +14,26 @@ Datasets are read from $DETECTRON2_DATASETS (see datasets/README.md).
 """
 import logging
 import os
-import weakref
 from collections import OrderedDict
 
-import torch
-
-import detectron2.utils.comm as comm
 from detectron2.data import MetadataCatalog
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
     CityscapesSemSegEvaluator,
     COCOPanopticEvaluator,
     DatasetEvaluators,
     SemSegEvaluator,
-    verify_results,
 )
-from detectron2.utils.logger import setup_logger
 
-from mask2former.config import get_maskformer2_cfg
-from mask2former.checkpoint import MaskFormerCheckpointer
 from mask2former.data import build_train_mapper
 from mask2former.engine import (
-    AtomicCheckpointer,
-    NonFiniteLossGuard,
-    ResumableRandomness,
-    apply_cuda_settings,
+    MaskFormerTrainer,
     build_resumable_train_loader,
-    check_datasets_registered,
-    convert_sync_batchnorm_on_cpu,
-    ddp_on_cpu_in_default_trainer,
-    launch,
-    training_seed,
+    launch_from_command_line,
+    setup_from_args,
+    train_or_evaluate,
 )
 from mask2former.evaluation import InstanceSegEvaluator
-from mask2former.solver import build_lr_scheduler, build_optimizer
 from mask2former.test_time_augmentation import SemanticSegmentorWithTTA
 
 # evaluator_type values of panoptic datasets.
@@ -60,18 +45,11 @@ _PANOPTIC_TYPES = (
 )
 
 
-class Trainer(DefaultTrainer):
-    """DefaultTrainer with Mask2Former's data mappers, evaluators, optimizer and LR schedule."""
-
-    def __init__(self, cfg):
-        """DefaultTrainer's, also on CPU workers (DistributedDataParallel without device_ids)."""
-        with ddp_on_cpu_in_default_trainer():
-            super().__init__(cfg)
-
-    @classmethod
-    def build_model(cls, cfg):
-        """Detectron2's model; on the CPU, SyncBN layers run as NaiveSyncBatchNorm."""
-        return convert_sync_batchnorm_on_cpu(super().build_model(cfg))
+class Trainer(MaskFormerTrainer):
+    """
+    The shared Mask2Former trainer (mask2former/engine/trainer.py) with the image data mappers,
+    the evaluators of each dataset type and semantic test-time augmentation.
+    """
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -126,47 +104,6 @@ class Trainer(DefaultTrainer):
         """
         return build_resumable_train_loader(cfg, mapper=build_train_mapper(cfg))
 
-    def build_hooks(self):
-        """
-        Detectron2's hooks, saving with an atomic checkpointer, plus exactly resumable
-        randomness and a NaN / Inf loss guard naming the loss term (mask2former/engine/).
-        """
-        self.checkpointer = AtomicCheckpointer(
-            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
-        )
-        return [ResumableRandomness(training_seed(self.cfg)), NonFiniteLossGuard()] + (
-            super().build_hooks()
-        )
-
-    def state_dict(self):
-        """
-        Detectron2's trainer state (iteration, hooks: LR scheduler, ...) plus the inner
-        trainer's (optimizer, AMP grad scaler), which Detectron2 v0.6's DefaultTrainer leaves
-        out of checkpoints (later versions save it under the same key).
-        """
-        ret = super().state_dict()
-        ret["_trainer"] = self._trainer.state_dict()
-        return ret
-
-    def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        if "_trainer" in state_dict:
-            self._trainer.load_state_dict(state_dict["_trainer"])
-        else:
-            logging.getLogger("detectron2.trainer").warning(
-                "The checkpoint holds no optimizer state: the optimizer starts afresh."
-            )
-
-    @classmethod
-    def build_lr_scheduler(cls, cfg, optimizer):
-        """SOLVER.LR_SCHEDULER_NAME: "WarmupPolyLR" or one of Detectron2's schedules."""
-        return build_lr_scheduler(cfg, optimizer)
-
-    @classmethod
-    def build_optimizer(cls, cfg, model):
-        """AdamW / SGD with backbone LR multiplier, norm / embedding weight decay, clipping."""
-        return build_optimizer(cfg, model)
-
     @classmethod
     def test_with_TTA(cls, cfg, model):
         """
@@ -191,64 +128,14 @@ class Trainer(DefaultTrainer):
         return OrderedDict({k + "_TTA": v for k, v in res.items()})
 
 
-def disable_amp_without_cuda(cfg):
-    """
-    Detectron2's AMPTrainer needs CUDA: on a CPU-only run with SOLVER.AMP.ENABLED, log a
-    warning and train in float32 instead.
-    """
-    if cfg.SOLVER.AMP.ENABLED and (cfg.MODEL.DEVICE == "cpu" or not torch.cuda.is_available()):
-        logging.getLogger("detectron2.trainer").warning(
-            "SOLVER.AMP.ENABLED is True but CUDA is not used (MODEL.DEVICE=%s); mixed precision "
-            "training needs a GPU, so training runs in float32 (SOLVER.AMP.ENABLED=False).",
-            cfg.MODEL.DEVICE,
-        )
-        cfg.SOLVER.AMP.ENABLED = False
-
-
 def setup(args):
-    """
-    Config from ``args.config_file`` and ``args.opts``, frozen, Detectron2's setup, and the
-    config's CUDA settings (FLOAT32_MATMUL_PRECISION).
-    """
-    cfg = get_maskformer2_cfg(args.config_file, args.opts)
-    check_datasets_registered(cfg)
-    cfg.freeze()
-    default_setup(cfg, args)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
-    cfg.defrost()
-    disable_amp_without_cuda(cfg)
-    cfg.freeze()
-    apply_cuda_settings(cfg)
-    return cfg
+    """Config from ``args.config_file`` and ``args.opts``, frozen, and Detectron2's setup."""
+    return setup_from_args(args)
 
 
 def main(args):
-    cfg = setup(args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        MaskFormerCheckpointer(
-            model, save_dir=cfg.OUTPUT_DIR, require_matching_shapes=True
-        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        res = Trainer.test(cfg, model)
-        if cfg.TEST.AUG.ENABLED:
-            res.update(Trainer.test_with_TTA(cfg, model))
-        if comm.is_main_process():
-            verify_results(cfg, res)
-        return res
-
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    return train_or_evaluate(setup(args), args, Trainer)
 
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
-    print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_from_command_line(main)

@@ -133,7 +133,8 @@ def add_maskformer2_config(cfg):
 
     # ---- GPU settings (no effect on the CPU) ----
     # Precision of float32 matrix multiplications on CUDA (torch.set_float32_matmul_precision),
-    # applied by train_net.py and demo/demo.py (mask2former.engine.apply_cuda_settings): ""
+    # applied by train_net.py, train_net_video.py and demo/demo.py (mask2former.engine.
+    # apply_cuda_settings): ""
     # keeps PyTorch's setting, full float32 unless changed elsewhere, as Detectron2 and the
     # published Mask2Former run; "high" allows TF32 (Ampere and later GPUs: faster, about 1e-3
     # relative error per product); "medium" also bfloat16. "highest" forces full float32.
@@ -148,10 +149,12 @@ def add_maskformer2_config(cfg):
     cfg.MODEL.MASK_FORMER.IMPORTANCE_SAMPLE_RATIO = 0.75
 
 
-def get_maskformer2_cfg(config_file=None, opts=()):
+def get_maskformer2_cfg(config_file=None, opts=(), add_configs=()):
     """
     A Detectron2 config with the DeepLab and Mask2Former keys, merged with ``config_file`` (a
     yaml path) and then ``opts`` (a flat KEY VALUE list, as on the command line); not frozen.
+    ``add_configs``: further functions ``f(cfg)`` that add keys before the merge (e.g.
+    ``add_maskformer2_video_config``).
 
     On a machine without CUDA, MODEL.DEVICE "cuda" becomes "cpu" (logged), so that the published
     configs run there unchanged.
@@ -159,6 +162,8 @@ def get_maskformer2_cfg(config_file=None, opts=()):
     cfg = get_cfg()
     add_deeplab_config(cfg)
     add_maskformer2_config(cfg)
+    for add_config in add_configs:
+        add_config(cfg)
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))

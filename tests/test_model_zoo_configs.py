@@ -93,25 +93,32 @@ def test_add_maskformer2_config_has_the_published_defaults():
     assert not wrong, f"(ours, published) defaults differ: {wrong}"
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_config_merges_to_the_published_values(name):
-    defaults = flatten(default_config())
-    merged = flatten(load_config(name))
+def config_problems(merged, defaults, expected):
+    """
+    How a merged config (flat {key: value}) differs from the published one: ``expected`` holds
+    the published keys whose values differ from ``defaults``. Returns a list of messages.
+    """
     changed = {k: v for k, v in merged.items() if not same(v, defaults[k])}
-    expected = read_key_values(os.path.join(REFERENCE, "configs", name + ".txt"))
     problems = [f"{k}: missing, still the default {merged[k]!r}, published {v!r}"
                 for k, v in expected.items() if k not in changed]
     problems += [f"{k}: {v!r} is not published (default {defaults[k]!r})"
                  for k, v in changed.items() if k not in expected]
     problems += [f"{k}: {changed[k]!r}, published {v!r}"
                  for k, v in expected.items() if k in changed and not same(changed[k], v)]
+    return problems
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_merges_to_the_published_values(name):
+    expected = read_key_values(os.path.join(REFERENCE, "configs", name + ".txt"))
+    problems = config_problems(flatten(load_config(name)), flatten(default_config()), expected)
     assert not problems, f"{config_path(name)}:\n" + "\n".join(problems)
 
 
-def read_state_dict_keys(name):
+def read_state_dict_keys(name, reference=REFERENCE):
     """Reference `name (shape)` lines -> [(name, shape)] in state_dict order."""
     entries = []
-    with open(os.path.join(REFERENCE, "state_dict_keys", name + ".txt")) as f:
+    with open(os.path.join(reference, "state_dict_keys", name + ".txt")) as f:
         for line in f:
             key, shape = line.rstrip("\n").split(" ", 1)
             entries.append((key, tuple(ast.literal_eval(shape))))

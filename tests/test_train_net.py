@@ -2,12 +2,14 @@
 from pathlib import Path
 
 import pytest
+import torch
 from data_helpers import REPO, train_config
 from data_helpers import datasets_root  # noqa: F401  (fixture)
 from test_model_zoo_configs import REFERENCE, read_key_values
 
 import train_net
 from detectron2.engine import default_argument_parser
+from mask2former.engine import disable_amp_without_cuda
 
 
 def test_eval_only_from_yaml_with_amp_and_tta(datasets_root, tmp_path):
@@ -34,8 +36,8 @@ def test_amp_left_on_with_cuda_device_available(monkeypatch):
                        150, "out")
     cfg.SOLVER.AMP.ENABLED = True
     cfg.MODEL.DEVICE = "cuda"
-    monkeypatch.setattr(train_net.torch.cuda, "is_available", lambda: True)
-    train_net.disable_amp_without_cuda(cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    disable_amp_without_cuda(cfg)
     assert cfg.SOLVER.AMP.ENABLED
 
 

@@ -11,6 +11,7 @@ The main job: Mask2Former end to end on the generated shapes dataset, in minutes
     .venv/bin/python tools/main_job.py [--output output/main_job] [--iters N] [--quick]
 """
 import argparse
+import importlib
 import json
 import logging
 import os
@@ -77,8 +78,8 @@ FULL = {"num_train": 2000, "num_val": 100, "iters": None, "demo_images": 6, "vid
 QUICK = {"num_train": 32, "num_val": 8, "iters": 4, "demo_images": 3, "video_frames": 8}
 
 
-def build_cfg(args, sizes, output):
-    cfg = get_maskformer2_cfg(args.config_file)
+def build_cfg(args, sizes, output, load_cfg=get_maskformer2_cfg):
+    cfg = load_cfg(args.config_file)
     cfg.OUTPUT_DIR = output
     iters = args.iters or sizes["iters"]
     if iters:
@@ -91,14 +92,19 @@ def build_cfg(args, sizes, output):
     return cfg
 
 
-def train_and_evaluate(cfg):
-    """Train with train_net.py's Trainer; its final evaluation returns the metrics dict."""
-    from train_net import Trainer
+def train_and_evaluate(cfg, trainer_module="train_net"):
+    """
+    Train with the Trainer of ``trainer_module`` (train_net.py, or train_net_video.py); its final
+    evaluation returns the metrics dict.
+    """
+    Trainer = importlib.import_module(trainer_module).Trainer
 
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     start = time.perf_counter()
-    results = trainer.train()
+    trainer.train()
+    # The trainer's final evaluation (Detectron2's EvalHook after the last iteration).
+    results = getattr(trainer, "_last_eval_results", None)
     if not results:
         results = Trainer.test(cfg, trainer.model)
     return results, time.perf_counter() - start
@@ -125,8 +131,11 @@ def read_training_metrics(output):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_training(records, headline, path):
-    """Loss curves and learning rate over iterations, with the final metrics in the title."""
+def plot_training(records, headline, path, title=None):
+    """
+    Loss curves and learning rate over iterations, with the final metrics in the title (or
+    ``title``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,7 +166,7 @@ def plot_training(records, headline, path):
     ax_lr.grid(alpha=0.3)
     ax_lr.set_title("learning rate")
     fig.suptitle(
-        f"Mask2Former on generated shapes (val): PQ {headline['PQ']:.1f}  "
+        title or f"Mask2Former on generated shapes (val): PQ {headline['PQ']:.1f}  "
         f"mask AP {headline['mask_AP']:.1f}  mIoU {headline['mIoU']:.1f}"
     )
     fig.tight_layout()

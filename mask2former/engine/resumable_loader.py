@@ -160,7 +160,7 @@ class ResumableTrainLoader:
         )
 
 
-def build_resumable_train_loader(cfg, mapper):
+def build_resumable_train_loader(cfg, mapper, dataset_dicts=None):
     """
     The training loader of ``cfg.DATASETS.TRAIN`` (filtered as Detectron2 does, by
     DATALOADER.FILTER_EMPTY_ANNOTATIONS) with ``mapper``: a :class:`ResumableTrainLoader`
@@ -169,16 +169,19 @@ def build_resumable_train_loader(cfg, mapper):
     The seed is :func:`training_seed` of ``cfg``; :class:`~.hooks.ResumableRandomness` replaces
     it by the one saved in the checkpoint when resuming. For a model on CUDA the batches'
     tensors come in pinned memory, so that their upload does not block the host.
+    ``dataset_dicts``: the samples to use instead of Detectron2's image dataset dicts of
+    DATASETS.TRAIN (e.g. one dict per video).
     """
+    if dataset_dicts is None:
+        dataset_dicts = get_detection_dataset_dicts(
+            cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
+        )
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         logger.warning(
             f"DATALOADER.SAMPLER_TRAIN={cfg.DATALOADER.SAMPLER_TRAIN}: the data stream is not "
             "resumable; after --resume it starts again from its beginning."
         )
-        return build_detection_train_loader(cfg, mapper=mapper)
-    dataset_dicts = get_detection_dataset_dicts(
-        cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
-    )
+        return build_detection_train_loader(cfg, mapper=mapper, dataset=dataset_dicts)
     return ResumableTrainLoader(
         TrainingStream(dataset_dicts, mapper, training_seed(cfg)),
         cfg.SOLVER.IMS_PER_BATCH,

@@ -127,11 +127,12 @@ class SetCriterion(nn.Module):
         """
         Sigmoid BCE and dice losses of the matched masks, on ``num_points`` points per mask
         chosen where the prediction is uncertain (plus random points); the targets are read at
-        the same points.
+        the same points. For clips, each frame's mask of a matched pair is one mask here (its
+        own points), and the sum over them is still divided by ``num_masks`` (tracks).
 
         Args:
-            outputs (dict): "pred_masks": (B, Q, H, W) mask logits.
-            targets (list[dict]): "masks": (T_b, H', W') binary masks.
+            outputs (dict): "pred_masks": (B, Q, H, W) mask logits, or (B, Q, F, H, W).
+            targets (list[dict]): "masks": (T_b, H', W') binary masks, or (T_b, F, H', W').
             indices (list[tuple[Tensor, Tensor]]): matched (pred_idx, tgt_idx) of each image.
             num_masks (float): normalizer, the number of target masks over all workers.
 
@@ -139,9 +140,11 @@ class SetCriterion(nn.Module):
             dict: "loss_mask", "loss_dice": scalars.
         """
         batch_idx, pred_idx = self._matched_prediction_index(indices)
-        src_masks = outputs["pred_masks"][batch_idx, pred_idx].float()  # (M, H, W)
+        src_masks = outputs["pred_masks"][batch_idx, pred_idx].float()  # (M[, F], H, W)
         tgt_masks = torch.cat([t["masks"][tgt] for t, (_, tgt) in zip(targets, indices)])
-        tgt_masks = tgt_masks.to(src_masks)  # (M, H', W')
+        # One mask per (match, frame): (M * F, H, W) and (M * F, H', W').
+        src_masks = src_masks.reshape(-1, *src_masks.shape[-2:])
+        tgt_masks = tgt_masks.reshape(-1, *tgt_masks.shape[-2:]).to(src_masks)
 
         with torch.no_grad():
             point_coords = get_uncertain_point_coords_with_randomness(

@@ -80,13 +80,15 @@ class HungarianMatcher(nn.Module):
 
     def cost_matrix(self, pred_logits, pred_masks, tgt_labels, tgt_masks, point_coords):
         """
-        Matching cost of one image.
+        Matching cost of one image, or of one clip: masks with a frame axis F are read at the
+        same points in every frame, and each mask's F * P values form one vector.
 
         Args:
             pred_logits (Tensor): (Q, K+1) class logits, the last class being "no object".
-            pred_masks (Tensor): (Q, H, W) mask logits.
+            pred_masks (Tensor): (Q, H, W) mask logits, or (Q, F, H, W) for a clip.
             tgt_labels (Tensor): (T,) int64 target classes in [0, K).
-            tgt_masks (Tensor): (T, H', W') binary target masks (any resolution).
+            tgt_masks (Tensor): (T, H', W') binary target masks (any resolution), or
+                (T, F, H', W') for a clip.
             point_coords (Tensor): (P, 2) points (x, y) in [0, 1] x [0, 1].
 
         Returns:
@@ -94,10 +96,11 @@ class HungarianMatcher(nn.Module):
         """
         cost_class = -pred_logits.float().softmax(-1)[:, tgt_labels]  # (Q, T)
         coords = point_coords.float()
-        pred_masks, tgt_masks = pred_masks.float()[:, None], tgt_masks.float()[:, None]
-        out_points = point_sample(pred_masks, coords.expand(len(pred_masks), -1, -1))
-        tgt_points = point_sample(tgt_masks, coords.expand(len(tgt_masks), -1, -1))
-        out_points, tgt_points = out_points[:, 0], tgt_points[:, 0]  # (Q, P), (T, P)
+        # (N, F, H, W) with F = 1 for images, read at the points: (N, F * P)
+        pred_masks = pred_masks.float() if pred_masks.dim() == 4 else pred_masks.float()[:, None]
+        tgt_masks = tgt_masks.float() if tgt_masks.dim() == 4 else tgt_masks.float()[:, None]
+        out_points = point_sample(pred_masks, coords.expand(len(pred_masks), -1, -1)).flatten(1)
+        tgt_points = point_sample(tgt_masks, coords.expand(len(tgt_masks), -1, -1)).flatten(1)
         return (
             self.cost_class * cost_class
             + self.cost_mask * batch_sigmoid_ce_cost(out_points, tgt_points)
@@ -109,9 +112,9 @@ class HungarianMatcher(nn.Module):
         """
         Args:
             outputs (dict): "pred_logits": (B, Q, K+1) class logits;
-                "pred_masks": (B, Q, H, W) mask logits.
+                "pred_masks": (B, Q, H, W) mask logits, or (B, Q, F, H, W) for clips.
             targets (list[dict]): B dicts with "labels": (T_b,) int64 classes and
-                "masks": (T_b, H', W') binary masks.
+                "masks": (T_b, H', W') binary masks, or (T_b, F, H', W') for clips.
 
         Returns:
             list[tuple[Tensor, Tensor]]: B pairs (pred_idx, tgt_idx), each (min(Q, T_b),) int64:

@@ -384,11 +384,8 @@ def _write_split(root, split, num_images, size, seed):
 
 def generate_shapes_dataset(root, seed=0, num_train=2000, num_val=100, size=128):
     """
-    Write the dataset under ``root`` unless the same version, seed and sizes are already there.
-
-    The files are written to ``root + ".partial"`` and moved to ``root`` when complete. A folder
-    holding another version is replaced; a non-empty folder that was not written by this
-    generator is an error (nothing is deleted).
+    Write the dataset under ``root`` unless the same version, seed and sizes are already there
+    (see :func:`write_generated_dataset`).
 
     Returns:
         bool: True if the files were (re)generated, False if the existing ones were kept.
@@ -400,12 +397,34 @@ def generate_shapes_dataset(root, seed=0, num_train=2000, num_val=100, size=128)
         "num_images": {"train": num_train, "val": num_val},
         "size": size,
     }
+
+    def write(folder):
+        os.makedirs(os.path.join(folder, "annotations"))
+        for split, num in (("train", num_train), ("val", num_val)):
+            _write_split(folder, split, num, size, seed)
+
+    return write_generated_dataset(root, meta, write)
+
+
+def write_generated_dataset(root, meta, write):
+    """
+    Write a generated dataset under ``root`` with ``write(folder)``, unless ``root/meta.json``
+    already holds ``meta`` (the generator's name under "generator", its version, seed and
+    sizes).
+
+    The files are written to ``root + ".partial"`` and moved to ``root`` when complete. A folder
+    holding another version is replaced; a non-empty folder that was not written by this
+    generator is an error (nothing is deleted).
+
+    Returns:
+        bool: True if the files were (re)generated, False if the existing ones were kept.
+    """
     meta_path = os.path.join(root, "meta.json")
     if os.path.isfile(meta_path):
         with open(meta_path) as f:
             existing = json.load(f)
         if existing == meta:
-            logger.info(f"Generated shapes dataset is up to date in {root}")
+            logger.info(f"Generated dataset is up to date in {root}")
             return False
         if existing.get("generator") != meta["generator"]:
             raise RuntimeError(
@@ -413,15 +432,14 @@ def generate_shapes_dataset(root, seed=0, num_train=2000, num_val=100, size=128)
             )
     elif os.path.isdir(root) and os.listdir(root):
         raise RuntimeError(
-            f"{root} is not empty and has no meta.json of the shapes generator: remove it or "
-            "choose another root"
+            f"{root} is not empty and has no meta.json of the {meta['generator']} generator: "
+            "remove it or choose another root"
         )
-    logger.info(f"Generating the shapes dataset in {root}: {meta['num_images']} images, {size} px")
+    logger.info(f"Generating {meta['generator']} in {root}: {meta}")
     partial = root.rstrip(os.sep) + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(os.path.join(partial, "annotations"))
-    for split, num in (("train", num_train), ("val", num_val)):
-        _write_split(partial, split, num, size, seed)
+    os.makedirs(partial)
+    write(partial)
     _write_json(os.path.join(partial, "meta.json"), meta)
     shutil.rmtree(root, ignore_errors=True)
     os.replace(partial, root)

@@ -1,0 +1,181 @@
+"""
+What ``train_net.py`` (images) and ``train_net_video.py`` (videos) share: the trainer with the
+project's model building, optimizer, LR schedule, checkpointing and hooks, the setup of a run from
+the command line, the train-or-evaluate step, and the launch on CPUs or GPUs. Each script adds
+its data loaders and evaluators in a subclass of :class:`MaskFormerTrainer`.
+"""
+import logging
+import weakref
+
+import torch
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
+from detectron2.evaluation import verify_results
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from mask2former.checkpoint import MaskFormerCheckpointer
+from mask2former.config import get_maskformer2_cfg
+from mask2former.solver import build_lr_scheduler, build_optimizer
+
+from .checkpoint import AtomicCheckpointer
+from .config_checks import check_datasets_registered
+from .cpu_distributed import convert_sync_batchnorm_on_cpu, ddp_on_cpu_in_default_trainer
+from .cuda_settings import apply_cuda_settings
+from .hooks import NonFiniteLossGuard, ResumableRandomness
+from .launch import launch
+from .seeding import training_seed
+
+__all__ = [
+    "MaskFormerTrainer",
+    "disable_amp_without_cuda",
+    "setup_from_args",
+    "train_or_evaluate",
+    "launch_from_command_line",
+]
+
+
+class MaskFormerTrainer(DefaultTrainer):
+    """
+    DefaultTrainer with Mask2Former's optimizer and LR schedule, atomic checkpoints that also
+    hold the optimizer state, exactly resumable randomness, a NaN / Inf loss guard, and CPU
+    workers. Subclasses add ``build_evaluator`` and ``build_train_loader`` (and may add
+    ``build_test_loader`` and ``test_with_TTA``).
+    """
+
+    def __init__(self, cfg):
+        """DefaultTrainer's, also on CPU workers (DistributedDataParallel without device_ids)."""
+        with ddp_on_cpu_in_default_trainer():
+            super().__init__(cfg)
+
+    @classmethod
+    def build_model(cls, cfg):
+        """Detectron2's model; on the CPU, SyncBN layers run as NaiveSyncBatchNorm."""
+        return convert_sync_batchnorm_on_cpu(super().build_model(cfg))
+
+    def build_hooks(self):
+        """
+        Detectron2's hooks, saving with an atomic checkpointer, plus exactly resumable
+        randomness and a NaN / Inf loss guard naming the loss term (mask2former/engine/).
+        """
+        self.checkpointer = AtomicCheckpointer(
+            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        )
+        return [ResumableRandomness(training_seed(self.cfg)), NonFiniteLossGuard()] + (
+            super().build_hooks()
+        )
+
+    def state_dict(self):
+        """
+        Detectron2's trainer state (iteration, hooks: LR scheduler, ...) plus the inner
+        trainer's (optimizer, AMP grad scaler), which Detectron2 v0.6's DefaultTrainer leaves
+        out of checkpoints (later versions save it under the same key).
+        """
+        ret = super().state_dict()
+        ret["_trainer"] = self._trainer.state_dict()
+        return ret
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logging.getLogger("detectron2.trainer").warning(
+                "The checkpoint holds no optimizer state: the optimizer starts afresh."
+            )
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        """SOLVER.LR_SCHEDULER_NAME: "WarmupPolyLR" or one of Detectron2's schedules."""
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        """AdamW / SGD with backbone LR multiplier, norm / embedding weight decay, clipping."""
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model):
+        """Evaluation with test-time augmentation; subclasses that support it override this."""
+        raise NotImplementedError(
+            f"TEST.AUG.ENABLED: {cls.__module__}.{cls.__name__} has no test-time augmentation; "
+            "set TEST.AUG.ENABLED False."
+        )
+
+
+def disable_amp_without_cuda(cfg):
+    """
+    Detectron2's AMPTrainer needs CUDA: on a CPU-only run with SOLVER.AMP.ENABLED, log a
+    warning and train in float32 instead.
+    """
+    if cfg.SOLVER.AMP.ENABLED and (cfg.MODEL.DEVICE == "cpu" or not torch.cuda.is_available()):
+        logging.getLogger("detectron2.trainer").warning(
+            "SOLVER.AMP.ENABLED is True but CUDA is not used (MODEL.DEVICE=%s); mixed precision "
+            "training needs a GPU, so training runs in float32 (SOLVER.AMP.ENABLED=False).",
+            cfg.MODEL.DEVICE,
+        )
+        cfg.SOLVER.AMP.ENABLED = False
+
+
+def setup_from_args(args, add_configs=()):
+    """
+    The frozen config of a run: ``args.config_file`` and ``args.opts`` merged over the
+    Mask2Former keys (and those ``add_configs`` add, see
+    :func:`~mask2former.config.get_maskformer2_cfg`), its datasets checked, Detectron2's setup
+    (output folder, logs, config dump), AMP turned off without CUDA, and the config's CUDA
+    settings applied (FLOAT32_MATMUL_PRECISION).
+    """
+    cfg = get_maskformer2_cfg(args.config_file, args.opts, add_configs=add_configs)
+    check_datasets_registered(cfg)
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
+    cfg.defrost()
+    disable_amp_without_cuda(cfg)
+    cfg.freeze()
+    apply_cuda_settings(cfg)
+    return cfg
+
+
+def train_or_evaluate(cfg, args, trainer_cls):
+    """
+    ``--eval-only``: load MODEL.WEIGHTS (or, with ``--resume``, the last checkpoint) into the
+    model, which must fit it exactly, and evaluate on DATASETS.TEST (with TEST.AUG also with
+    test-time augmentation). Otherwise train with ``trainer_cls``, resuming with ``--resume``.
+
+    Returns:
+        the evaluation results (dict), or those of the trainer's final evaluation.
+    """
+    if args.eval_only:
+        model = trainer_cls.build_model(cfg)
+        MaskFormerCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, require_matching_shapes=True
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        res = trainer_cls.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            res.update(trainer_cls.test_with_TTA(cfg, model))
+        if comm.is_main_process():
+            verify_results(cfg, res)
+        return res
+
+    trainer = trainer_cls(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+def launch_from_command_line(main, argv=None):
+    """
+    Parse Detectron2's command line (``--config-file``, ``--eval-only``, ``--resume``,
+    ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``KEY VALUE``
+    options) and run ``main(args)`` in every process (see :func:`~.launch.launch`); ``main``
+    must be a module-level function when several processes run.
+    """
+    args = default_argument_parser().parse_args(argv)
+    print("Command Line Args:", args)
+    return launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
