@@ -20,21 +20,19 @@ from collections import OrderedDict
 import torch
 
 import detectron2.utils.comm as comm
-from detectron2.data import MetadataCatalog
+from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
-    CityscapesSemSegEvaluator,
     COCOPanopticEvaluator,
     DatasetEvaluators,
-    SemSegEvaluator,
     verify_results,
 )
 from detectron2.utils.logger import setup_logger
 
 from mask2former.config import get_maskformer2_cfg
 from mask2former.checkpoint import MaskFormerCheckpointer
-from mask2former.data import build_train_mapper
+from mask2former.data import InferenceDatasetMapper, build_train_mapper
 from mask2former.engine import (
     AtomicCheckpointer,
     NonFiniteLossGuard,
@@ -43,10 +41,15 @@ from mask2former.engine import (
     check_datasets_registered,
     convert_sync_batchnorm_on_cpu,
     ddp_on_cpu_in_default_trainer,
+    install_adaptive_threads,
     launch,
     training_seed,
 )
-from mask2former.evaluation import InstanceSegEvaluator
+from mask2former.evaluation import (
+    CityscapesSemSegEvaluator,
+    InstanceSegEvaluator,
+    SemSegEvaluator,
+)
 from mask2former.solver import build_lr_scheduler, build_optimizer
 from mask2former.test_time_augmentation import SemanticSegmentorWithTTA
 
@@ -69,15 +72,21 @@ class Trainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
-        """Detectron2's model; on the CPU, SyncBN layers run as NaiveSyncBatchNorm."""
-        return convert_sync_batchnorm_on_cpu(super().build_model(cfg))
+        """
+        Detectron2's model; on the CPU, SyncBN layers run as NaiveSyncBatchNorm, and torch's
+        threads follow the machine's load (mask2former/engine/threads.py).
+        """
+        model = convert_sync_batchnorm_on_cpu(super().build_model(cfg))
+        install_adaptive_threads(model)
+        return model
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         """
         Evaluators chosen by the dataset's ``evaluator_type`` and the model's
         MODEL.MASK_FORMER.TEST.{SEMANTIC,INSTANCE,PANOPTIC}_ON outputs:
-        semantic mIoU (SemSegEvaluator / Cityscapes), panoptic PQ (COCOPanopticEvaluator) and
+        semantic mIoU (SemSegEvaluator / Cityscapes, reading "sem_seg" or "sem_seg_labels"),
+        panoptic PQ (COCOPanopticEvaluator) and
         instance AP (InstanceSegEvaluator / Cityscapes).
         """
         if output_folder is None:
@@ -124,6 +133,11 @@ class Trainer(DefaultTrainer):
         resumes where a checkpoint left it (mask2former/engine/resumable_loader.py).
         """
         return build_resumable_train_loader(cfg, mapper=build_train_mapper(cfg))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        """Detectron2's test loader, images read by mask2former/data/image_io.py."""
+        return build_detection_test_loader(cfg, dataset_name, mapper=InferenceDatasetMapper(cfg))
 
     def build_hooks(self):
         """

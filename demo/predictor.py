@@ -18,8 +18,12 @@ MIN_DRAWING_SIZE = 512
 
 def available_tasks(predictions):
     """Tasks whose outputs are in ``predictions`` (a model output dict), in ``TASKS`` order."""
-    keys = {"panoptic": "panoptic_seg", "instance": "instances", "semantic": "sem_seg"}
-    return [task for task in TASKS if keys[task] in predictions]
+    keys = {
+        "panoptic": ("panoptic_seg",),
+        "instance": ("instances",),
+        "semantic": ("sem_seg", "sem_seg_labels"),
+    }
+    return [task for task in TASKS if any(key in predictions for key in keys[task])]
 
 
 class MaskFormerPredictor(DefaultPredictor):
@@ -101,12 +105,15 @@ class VisualizationDemo:
             instances = predictions["instances"].to("cpu")
             instances = instances[instances.scores >= self.confidence_threshold]
             return visualizer.draw_instance_predictions(instances)
+        if "sem_seg_labels" in predictions:
+            return visualizer.draw_sem_seg(predictions["sem_seg_labels"].to("cpu"))
         return visualizer.draw_sem_seg(predictions["sem_seg"].argmax(dim=0).to("cpu"))
 
     def run_on_image(self, image_bgr):
         """
         Args:
-            image_bgr: (H, W, 3) uint8 BGR image (OpenCV / ``read_image(format="BGR")``).
+            image_bgr: (H, W, 3) uint8 BGR image (OpenCV /
+                ``mask2former.data.image_io.read_image(path, format="BGR")``).
 
         Returns:
             predictions (dict): the model output for the image.

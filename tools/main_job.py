@@ -33,10 +33,10 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "demo"))
 
 import torch  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from mask2former.config import get_maskformer2_cfg  # noqa: E402
+from mask2former.data.image_io import read_image  # noqa: E402
 from mask2former.data.datasets.generated_shapes import (  # noqa: E402
     default_shapes_root,
     generate_shapes_dataset,
