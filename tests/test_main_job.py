@@ -172,8 +172,10 @@ def test_demo_draws_every_readable_format_and_names_unreadable_files(quick_run, 
     out_dir = tmp_path / "vis"
     proc = _run_demo(output, "--input", str(inputs / "*"), "--output", str(out_dir))
     assert proc.returncode == 1, proc.stderr[-2000:]
-    summary = proc.stderr.strip().splitlines()[-1]
-    assert f"{len(bad)} input(s) could not be read" in summary
+    log = (proc.stdout + proc.stderr).splitlines()
+    summary = [line for line in log if "could not be read" in line]
+    assert len(summary) == 1 and f"{len(bad)} input(s) could not be read" in summary[0]
+    summary = summary[0]
     assert all(name in summary for name in bad)
     assert sorted(os.listdir(out_dir)) == sorted(good)
     for name in good:

@@ -1,0 +1,104 @@
+"""
+Peak memory and time of ``demo/demo.py`` on a 24-megapixel photo (6000 x 4000 JPEG, stored
+sideways with an EXIF orientation tag, as phones do), each run in its own process under an
+address-space limit (``prlimit --as``) so that a run that would grow past it fails instead of
+taking the machine's memory; peak RSS and wall time from ``/usr/bin/time -v``.
+
+    python benchmarks/bench_large_image.py [--limit-gib 8] [--repo DIR] \
+        [--main-job-weights output/main_job/model_final.pth] [--opts KEY VALUE ...]
+
+``--repo`` runs the demo of another checkout (e.g. an older commit, for a before/after).
+Cases: the R50 COCO panoptic config with random weights, and the main job's model when its
+weights are given.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+R50_PANOPTIC = "configs/coco/panoptic-segmentation/maskformer2_R50_bs16_50ep.yaml"
+MAIN_JOB = "configs/shapes/maskformer2_R18_shapes.yaml"
+EXIF_ORIENTATION = 0x0112
+
+
+def make_photo(path, width=6000, height=4000, seed=0):
+    """
+    A photo-like JPEG: a sky gradient, ground, soft shapes and sensor noise, drawn small,
+    upscaled to (height, width), stored rotated 90 degrees with EXIF orientation 6.
+    """
+    import cv2
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    small_h, small_w = height // 10, width // 10
+    y = np.linspace(0, 1, small_h)[:, None, None]
+    scene = (np.array([235, 190, 120]) * (1 - y) + np.array([140, 90, 50]) * y)
+    scene = np.broadcast_to(scene, (small_h, small_w, 3)).astype(np.float32).copy()
+    scene[small_h * 2 // 3:] = (60, 120, 70)
+    for _ in range(12):
+        center = (int(rng.integers(0, small_w)), int(rng.integers(small_h // 3, small_h)))
+        color = tuple(int(c) for c in rng.integers(20, 230, 3))
+        cv2.circle(scene, center, int(rng.integers(10, small_h // 5)), color, -1, cv2.LINE_AA)
+    scene = cv2.GaussianBlur(scene, (0, 0), 1.5)
+    photo = cv2.resize(scene, (width, height), interpolation=cv2.INTER_CUBIC)
+    for start in range(0, height, 500):  # noise in bands: little memory
+        band = photo[start:start + 500]
+        band += rng.normal(0, 6, band.shape).astype(np.float32)
+    photo = np.clip(photo, 0, 255).astype(np.uint8)
+    stored = np.ascontiguousarray(np.rot90(photo, k=1))  # 4000 wide, 6000 tall
+    del photo
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6  # turn 90 degrees clockwise to view: 6000 x 4000
+    Image.fromarray(stored).save(path, quality=92, exif=exif)
+
+
+def run_demo(repo, config, weights, photo, output, limit_gib, opts):
+    command = [
+        "prlimit", f"--as={int(limit_gib * 2**30)}", "/usr/bin/time", "-v",
+        sys.executable, os.path.join(repo, "demo", "demo.py"), "--config-file",
+        os.path.join(repo, config), "--input", photo, "--output", output,
+        "--opts", "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu", *opts,
+    ]
+    env = dict(os.environ, PYTHONPATH=repo)
+    proc = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True)
+    rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", proc.stderr)
+    seconds = sum(float(x) * 60**i for i, x in enumerate(reversed(wall.group(1).split(":"))))
+    failure = "" if proc.returncode == 0 else proc.stderr.strip().splitlines()[-30:]
+    return proc.returncode, int(rss.group(1)) / 2**20, seconds, failure
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--limit-gib", type=float, default=8.0, help="address-space limit")
+    parser.add_argument("--repo", default=str(REPO_ROOT), help="checkout whose demo runs")
+    parser.add_argument("--main-job-weights", help="model_final.pth of tools/main_job.py")
+    parser.add_argument("--opts", nargs="*", default=[], help="extra config KEY VALUE pairs")
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="m2f_large_image_")
+    photo = os.path.join(workdir, "photo_6000x4000.jpg")
+    make_photo(photo)
+    cases = [("R50 COCO panoptic, random weights", R50_PANOPTIC, "")]
+    if args.main_job_weights:
+        cases.append(("main job model", MAIN_JOB, os.path.abspath(args.main_job_weights)))
+    print(f"repo {args.repo}, limit {args.limit_gib} GiB address space, photo {photo}")
+    print("| model | exit | peak RSS | wall time |")
+    print("|---|---:|---:|---:|")
+    for name, config, weights in cases:
+        output = os.path.join(workdir, name.split()[0] + os.sep)
+        code, rss_gib, seconds, failure = run_demo(
+            args.repo, config, weights, photo, output, args.limit_gib, args.opts
+        )
+        print(f"| {name} | {code} | {rss_gib:.2f} GiB | {seconds:.1f} s |", flush=True)
+        if failure:
+            print("\n".join(failure[-8:]), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
