@@ -9,7 +9,9 @@ taking the machine's memory; peak RSS and wall time from ``/usr/bin/time -v``.
 
 ``--repo`` runs the demo of another checkout (e.g. an older commit, for a before/after).
 Cases: the R50 COCO panoptic config with random weights, and the main job's model when its
-weights are given.
+weights are given. With the main job's weights, ``--agreement`` also runs that model on the
+photo with the post-processing at the output size and at the network's resolution
+(MODEL.MASK_FORMER.TEST.POSTPROCESS_AT_NETWORK_RESOLUTION) and prints how far they agree.
 """
 import argparse
 import os
@@ -74,13 +76,65 @@ def run_demo(repo, config, weights, photo, output, limit_gib, opts):
     return proc.returncode, int(rss.group(1)) / 2**20, seconds, failure
 
 
+def agreement_child(config, weights, photo):
+    """Both post-processing modes on the photo: time and agreement of their results."""
+    import time
+
+    import torch
+    from detectron2.data import transforms as T
+    from detectron2.modeling import build_model
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from mask2former.checkpoint import MaskFormerCheckpointer
+    from mask2former.config import get_maskformer2_cfg
+    from mask2former.data.image_io import read_image
+    from mask2former.modeling.postprocessing import panoptic_categories
+
+    image = read_image(photo, format="BGR")
+    results, seconds = {}, {}
+    for fast in (False, True):
+        cfg = get_maskformer2_cfg(str(REPO_ROOT / config), [
+            "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu",
+            "MODEL.MASK_FORMER.TEST.POSTPROCESS_AT_NETWORK_RESOLUTION", str(fast),
+        ])
+        model = build_model(cfg).eval()
+        MaskFormerCheckpointer(model).load(weights)
+        resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        resized = resize.get_transform(image).apply_image(image)
+        inputs = [{"image": torch.as_tensor(resized.transpose(2, 0, 1).copy()),
+                   "height": image.shape[0], "width": image.shape[1]}]
+        start = time.perf_counter()
+        with torch.no_grad():
+            results[fast] = model(inputs)[0]
+        seconds[fast] = time.perf_counter() - start
+
+    exact, fast = results[False], results[True]
+    panoptic = panoptic_categories(*exact["panoptic_seg"]) == panoptic_categories(
+        *fast["panoptic_seg"]
+    )
+    semantic = exact["sem_seg"].argmax(0) == fast["sem_seg"].argmax(0)
+    a, b = exact["instances"].pred_masks, fast["instances"].pred_masks
+    iou = [((x & y).sum() / (x | y).sum().clamp(min=1)).item() for x, y in zip(a, b)]
+    print(f"post-processing at the output size: {seconds[False]:.1f} s per image; "
+          f"at the network resolution: {seconds[True]:.1f} s")
+    print(f"agreement: panoptic category per pixel {panoptic.float().mean() * 100:.2f}%, "
+          f"semantic class per pixel {semantic.float().mean() * 100:.2f}%, instance masks "
+          f"IoU mean {np.mean(iou):.3f} / min {np.min(iou):.3f} ({len(iou)} instances)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit-gib", type=float, default=8.0, help="address-space limit")
     parser.add_argument("--repo", default=str(REPO_ROOT), help="checkout whose demo runs")
     parser.add_argument("--main-job-weights", help="model_final.pth of tools/main_job.py")
     parser.add_argument("--opts", nargs="*", default=[], help="extra config KEY VALUE pairs")
+    parser.add_argument("--agreement", action="store_true",
+                        help="compare the two post-processing modes (needs --main-job-weights)")
+    parser.add_argument("--agreement-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.agreement_child:
+        agreement_child(MAIN_JOB, *args.agreement_child)
+        return
     workdir = tempfile.mkdtemp(prefix="m2f_large_image_")
     photo = os.path.join(workdir, "photo_6000x4000.jpg")
     make_photo(photo)
@@ -98,6 +152,11 @@ def main():
         print(f"| {name} | {code} | {rss_gib:.2f} GiB | {seconds:.1f} s |", flush=True)
         if failure:
             print("\n".join(failure[-8:]), file=sys.stderr)
+    if args.agreement and args.main_job_weights:
+        subprocess.run(
+            ["prlimit", f"--as={int(args.limit_gib * 2**30)}", sys.executable, __file__,
+             "--agreement-child", os.path.abspath(args.main_job_weights), photo], check=True,
+        )
 
 
 if __name__ == "__main__":

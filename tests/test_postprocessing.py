@@ -11,6 +11,7 @@ from detectron2.structures import BitMasks
 from mask2former.modeling.postprocessing import (
     MaskLogits,
     instance_inference,
+    panoptic_categories,
     panoptic_inference,
     postprocess,
     resize_semantic,
@@ -152,13 +153,30 @@ def _predictions(seed=0, num_queries=12):
     return mask_cls, low_res - 3 + 0.3 * torch.randn(low_res.shape, generator=generator)
 
 
-def _category_map(panoptic):
-    """(H, W) contiguous category of each pixel of a panoptic result, -1 for void."""
-    panoptic_seg, segments_info = panoptic
-    lookup = torch.full((len(segments_info) + 1,), -1, dtype=torch.int64)
-    for segment in segments_info:
-        lookup[segment["id"]] = segment["category_id"]
-    return lookup[panoptic_seg.long()]
+def _reference_panoptic(mask_cls, mask_pred, object_mask_threshold, overlap_threshold, things):
+    """The panoptic merge written out on the whole (Q, H, W) logits: the reference."""
+    scores, labels = mask_cls.softmax(-1).max(-1)
+    keep = labels.ne(K) & (scores > object_mask_threshold)
+    scores, labels, masks = scores[keep], labels[keep], mask_pred[keep].sigmoid()
+    winner = (scores[:, None, None] * masks).argmax(0)
+    winner_owns = masks.gather(0, winner[None])[0] >= 0.5
+    panoptic_seg, segments_info, stuff_ids = torch.zeros(winner.shape, dtype=torch.int32), [], {}
+    for k, (label, score) in enumerate(zip(labels.tolist(), scores.tolist())):
+        won, own = (winner == k).sum().item(), (masks[k] >= 0.5).sum().item()
+        segment = (winner == k) & winner_owns
+        if won == 0 or own == 0 or not segment.any() or won / own < overlap_threshold:
+            continue
+        if label not in things and label in stuff_ids:
+            panoptic_seg[segment] = stuff_ids[label]
+            continue
+        segment_id = len(segments_info) + 1
+        panoptic_seg[segment] = segment_id
+        segments_info.append({"id": segment_id, "category_id": label, "isthing": label in things})
+        if label in things:
+            segments_info[-1]["score"] = score
+        else:
+            stuff_ids[label] = segment_id
+    return panoptic_seg, segments_info
 
 
 def test_chunked_postprocessing_equals_resizing_all_masks_at_once():
@@ -166,13 +184,15 @@ def test_chunked_postprocessing_equals_resizing_all_masks_at_once():
     masks = MaskLogits(low_res, PADDED, IMAGE, OUTPUT)
     # Today's pipeline: every query's mask resized at once, then the three post-processings.
     upsampled = F.interpolate(low_res[None], size=PADDED, mode="bilinear", align_corners=False)[0]
-    whole = postprocess(mask_cls, MaskLogits(sem_seg_postprocess(upsampled, IMAGE, *OUTPUT)),
-                        chunk_elements=10**12, **ALL_TASKS)
+    mask_pred = sem_seg_postprocess(upsampled, IMAGE, *OUTPUT)
+    whole = postprocess(mask_cls, MaskLogits(mask_pred), chunk_elements=10**12, **ALL_TASKS)
     chunked = postprocess(mask_cls, masks, chunk_elements=1, **ALL_TASKS)  # a query per chunk
     assert len(chunked["panoptic_seg"][1]) >= 5 and len(chunked["instances"]) >= 5
 
-    assert torch.equal(chunked["panoptic_seg"][0], whole["panoptic_seg"][0])
-    assert chunked["panoptic_seg"][1] == whole["panoptic_seg"][1]
+    reference = _reference_panoptic(mask_cls, mask_pred, 0.2, 0.3, THINGS)
+    for result in (whole, chunked):
+        assert torch.equal(result["panoptic_seg"][0], reference[0])
+        assert result["panoptic_seg"][1] == reference[1]
     ours, theirs = chunked["instances"], whole["instances"]
     assert torch.equal(ours.pred_masks, theirs.pred_masks)
     assert torch.equal(ours.pred_classes, theirs.pred_classes)
@@ -206,7 +226,9 @@ def test_fast_mode_agrees_with_post_processing_at_the_output_size():
 
     panoptic_seg, segments_info = fast["panoptic_seg"]
     assert panoptic_seg.shape == OUTPUT and segments_info == small["panoptic_seg"][1]
-    agreement = (_category_map(fast["panoptic_seg"]) == _category_map(exact["panoptic_seg"]))
+    agreement = panoptic_categories(*fast["panoptic_seg"]) == panoptic_categories(
+        *exact["panoptic_seg"]
+    )
     assert agreement.float().mean() > 0.97
     instances = fast["instances"]
     assert instances.image_size == OUTPUT and instances.pred_masks.shape[1:] == OUTPUT

@@ -14,6 +14,9 @@ and the thread count it started with (never more). :func:`install_adaptive_threa
 before each forward pass of a model, in the main thread (OpenMP thread counts are per calling
 thread), which covers training, evaluation and the demo. Where /proc is missing (not Linux),
 or with the environment variable ``MASK2FORMER_ADAPTIVE_THREADS=0``, threads stay as set.
+The thread count can change the last bits of float results (reductions split differently), so
+runs that must repeat bit for bit fix it: ``MASK2FORMER_ADAPTIVE_THREADS=0`` or one thread
+(``OMP_NUM_THREADS=1``; the policy never goes above the count it started with).
 Measured beside a busy process and idle in BENCHMARKS.md ("Threads beside other work").
 """
 import logging

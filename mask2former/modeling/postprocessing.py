@@ -29,6 +29,7 @@ __all__ = [
     "semantic_labels",
     "resize_semantic",
     "upscale_results",
+    "panoptic_categories",
     "DEFAULT_CHUNK_ELEMENTS",
 ]
 
@@ -503,3 +504,15 @@ def upscale_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS)
         result.pred_classes = small.pred_classes
         results["instances"] = result
     return results
+
+
+def panoptic_categories(panoptic_seg, segments_info):
+    """
+    The category of each pixel of a panoptic result, to compare two results whose segment ids
+    differ: (H, W) int64 contiguous category ids, -1 for void.
+    """
+    lookup = torch.full((len(segments_info) + 1,), -1, dtype=torch.int64,
+                        device=panoptic_seg.device)
+    for segment in segments_info:
+        lookup[segment["id"]] = segment["category_id"]
+    return lookup[panoptic_seg.long()]
