@@ -91,10 +91,17 @@ class AdaptiveThreads:
         busy, total = _machine_jiffies()
         return time.monotonic(), busy, total, _own_jiffies()
 
-    def threads_for(self, other_cores):
-        """Threads to use when other programs keep ``other_cores`` cores busy."""
+    def threads_for(self, other_cores, current):
+        """
+        Threads to use when other programs keep ``other_cores`` cores busy and ``current``
+        threads run: the free cores, rounded; one more than ``current`` only when at least 3/4
+        of a core more is free (so a neighbour near a threshold does not flip the count).
+        """
         free = self.cores - other_cores
-        return max(1, min(self.max_threads, int(free + 0.5)))
+        wanted = int(free + 0.5)
+        if wanted > current and free < current + 0.75:
+            wanted = current
+        return max(1, min(self.max_threads, wanted))
 
     def update(self):
         """Measure the load if ``interval`` has passed, and set the thread count; returns it."""
@@ -110,8 +117,9 @@ class AdaptiveThreads:
             return torch.get_num_threads()
         other_busy = (sample[1] - previous[1]) - (sample[3] - previous[3])
         other_cores = max(0.0, other_busy / total * self.cores)
-        threads = self.threads_for(other_cores)
-        if threads != torch.get_num_threads():
+        current = torch.get_num_threads()
+        threads = self.threads_for(other_cores, current)
+        if threads != current:
             logger.info(
                 f"Other programs use {other_cores:.1f} of {self.cores} cores: "
                 f"{threads} torch thread(s)"
