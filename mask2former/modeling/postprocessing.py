@@ -139,7 +139,7 @@ def semantic_labels(mask_cls, masks, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     Returns:
         Tensor: (H, W) int64 contiguous class ids.
     """
-    class_probs = F.softmax(mask_cls, dim=-1)[:, :-1]
+    class_probs = F.softmax(mask_cls.to(masks.logits.dtype), dim=-1)[:, :-1]
     height, width = masks.size
     labels = torch.empty((height, width), dtype=torch.int64, device=mask_cls.device)
     step = _rows_per_chunk(masks.num_queries + class_probs.shape[1], width, chunk_elements)
@@ -482,12 +482,12 @@ def upscale_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS)
     """
     results = dict(results)
     height, width = output_size
-    if "panoptic_seg" in results:
+    if "panoptic_seg" in results and tuple(results["panoptic_seg"][0].shape) != (height, width):
         panoptic_seg, segments_info = results["panoptic_seg"]
         rows = _nearest_index(panoptic_seg.shape[0], height, panoptic_seg.device)
         cols = _nearest_index(panoptic_seg.shape[1], width, panoptic_seg.device)
         results["panoptic_seg"] = (panoptic_seg[rows][:, cols], segments_info)
-    if "instances" in results:
+    if "instances" in results and tuple(results["instances"].image_size) != (height, width):
         small = results["instances"]
         masks = small.pred_masks
         rows = _nearest_index(masks.shape[1], height, masks.device)
