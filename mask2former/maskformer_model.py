@@ -16,7 +16,7 @@ from .modeling.postprocessing import (
     postprocess,
     resize_semantic,
     semantic_labels,
-    upscale_results,
+    resize_results,
 )
 
 __all__ = ["MaskFormer"]
@@ -288,7 +288,7 @@ class MaskFormer(nn.Module):
                 panoptic_on=self.panoptic_on, instance_on=self.instance_on, **options,
             )
             if fast:
-                result = upscale_results(result, output_size, self.chunk_elements)
+                result = resize_results(result, output_size, self.chunk_elements)
             if semantic_at_output and labels:
                 result["sem_seg_labels"] = semantic_labels(mask_cls, masks, self.chunk_elements)
             elif self.semantic_on and not semantic_at_output:

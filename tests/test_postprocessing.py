@@ -17,7 +17,7 @@ from mask2former.modeling.postprocessing import (
     resize_semantic,
     semantic_inference,
     semantic_labels,
-    upscale_results,
+    resize_results,
 )
 
 K = 4  # classes 0, 1 are things, 2, 3 stuff
@@ -222,7 +222,7 @@ def test_fast_mode_agrees_with_post_processing_at_the_output_size():
     mask_cls, low_res = _predictions(seed=2)
     exact = postprocess(mask_cls, MaskLogits(low_res, PADDED, IMAGE, OUTPUT), **ALL_TASKS)
     small = postprocess(mask_cls, MaskLogits(low_res, PADDED, IMAGE), **ALL_TASKS)
-    fast = upscale_results(small, OUTPUT, chunk_elements=OUTPUT[0] * OUTPUT[1])
+    fast = resize_results(small, OUTPUT, chunk_elements=OUTPUT[0] * OUTPUT[1])
 
     panoptic_seg, segments_info = fast["panoptic_seg"]
     assert panoptic_seg.shape == OUTPUT and segments_info == small["panoptic_seg"][1]

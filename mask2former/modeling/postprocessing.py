@@ -28,7 +28,7 @@ __all__ = [
     "instance_inference",
     "semantic_labels",
     "resize_semantic",
-    "upscale_results",
+    "resize_results",
     "panoptic_categories",
     "DEFAULT_CHUNK_ELEMENTS",
 ]
@@ -226,13 +226,13 @@ class _PanopticSegments:
             weighted = self.scores[rank] * mask
             if self.best is None:
                 self.best = weighted
-                self.winner = torch.full_like(mask, rank, dtype=torch.int64)
+                self.winner = torch.full_like(mask, rank, dtype=torch.int32)
                 self.winner_prob = mask.clone()
                 continue
             better = weighted > self.best  # ties keep the earlier query, as argmax does
-            self.best = torch.where(better, weighted, self.best)
+            torch.where(better, weighted, self.best, out=self.best)
             self.winner.masked_fill_(better, rank)
-            self.winner_prob = torch.where(better, mask, self.winner_prob)
+            torch.where(better, mask, self.winner_prob, out=self.winner_prob)
 
     def result(self):
         panoptic_seg = torch.zeros(self.size, dtype=torch.int32, device=self.device)
@@ -474,11 +474,12 @@ def _nearest_index(in_size, out_size, device):
     return ((out + 0.5) * (in_size / out_size)).floor().long().clamp(max=in_size - 1)
 
 
-def upscale_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
+def resize_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     """
-    Resize the panoptic and instance results of :func:`postprocess` to ``output_size``
-    (H, W) by nearest neighbour (the fast mode: post-processing at the network's resolution).
-    Instance boxes are those of the resized masks. Other results are returned unchanged.
+    Resize the panoptic, instance and semantic label results of :func:`postprocess` /
+    :class:`MaskFormer` to ``output_size`` (H, W) by nearest neighbour: up in the fast mode
+    (post-processing at the network's resolution), down to draw a large image. Instance boxes
+    are those of the resized masks. Other results ("sem_seg" scores) are returned unchanged.
     """
     results = dict(results)
     height, width = output_size
@@ -503,6 +504,11 @@ def upscale_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS)
         result.scores = small.scores
         result.pred_classes = small.pred_classes
         results["instances"] = result
+    if "sem_seg_labels" in results and tuple(results["sem_seg_labels"].shape) != (height, width):
+        labels = results["sem_seg_labels"]
+        rows = _nearest_index(labels.shape[0], height, labels.device)
+        cols = _nearest_index(labels.shape[1], width, labels.device)
+        results["sem_seg_labels"] = labels[rows][:, cols]
     return results
 
 
