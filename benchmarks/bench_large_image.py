@@ -72,7 +72,8 @@ def run_demo(repo, config, weights, photo, output, limit_gib, opts):
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", proc.stderr)
     seconds = sum(float(x) * 60**i for i, x in enumerate(reversed(wall.group(1).split(":"))))
-    failure = "" if proc.returncode == 0 else proc.stderr.strip().splitlines()[-30:]
+    demo_log = proc.stderr.split("\tCommand being timed")[0].strip().splitlines()
+    failure = "" if proc.returncode == 0 else demo_log[-3:]
     return proc.returncode, int(rss.group(1)) / 2**20, seconds, failure
 
 
@@ -155,7 +156,7 @@ def main():
         )
         print(f"| {name} | {code} | {rss_gib:.2f} GiB | {seconds:.1f} s |", flush=True)
         if failure:
-            print("\n".join(failure[-8:]), file=sys.stderr)
+            print("\n".join(failure), file=sys.stderr)
     if args.agreement and args.main_job_weights:
         subprocess.run(
             ["prlimit", f"--as={int(args.limit_gib * 2**30)}", sys.executable, __file__,
