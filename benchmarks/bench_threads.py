@@ -35,6 +35,7 @@ def train_child(data_root, output, iters, skip):
     """Train ``iters`` iterations; print the median s/iter after ``skip`` as JSON."""
     sys.path.insert(0, str(REPO_ROOT))
     import torch
+    from detectron2.utils.env import seed_all_rng
 
     from mask2former.config import get_maskformer2_cfg
     from mask2former.data.datasets.generated_shapes import register_generated_shapes
@@ -48,6 +49,7 @@ def train_child(data_root, output, iters, skip):
     cfg.TEST.EVAL_PERIOD = 0
     cfg.DATASETS.TEST = ()
     cfg.freeze()
+    seed_all_rng(cfg.SEED)  # the same initial weights in every condition
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()

@@ -92,9 +92,16 @@ def build_cfg(args, sizes, output):
 
 
 def train_and_evaluate(cfg):
-    """Train with train_net.py's Trainer; its final evaluation returns the metrics dict."""
+    """
+    Train with train_net.py's Trainer; its final evaluation returns the metrics dict. The
+    global RNGs (model initialization) are seeded with cfg.SEED first, as train_net.py's
+    Detectron2 ``default_setup`` does, so that runs repeat (with the same thread count).
+    """
+    from detectron2.utils.env import seed_all_rng
+
     from train_net import Trainer
 
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     start = time.perf_counter()
