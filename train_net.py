@@ -16,16 +16,14 @@ import logging
 import os
 from collections import OrderedDict
 
-from detectron2.data import MetadataCatalog
+from detectron2.data import MetadataCatalog, build_detection_test_loader
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
-    CityscapesSemSegEvaluator,
     COCOPanopticEvaluator,
     DatasetEvaluators,
-    SemSegEvaluator,
 )
 
-from mask2former.data import build_train_mapper
+from mask2former.data import InferenceDatasetMapper, build_train_mapper
 from mask2former.engine import (
     MaskFormerTrainer,
     build_resumable_train_loader,
@@ -33,7 +31,11 @@ from mask2former.engine import (
     setup_from_args,
     train_or_evaluate,
 )
-from mask2former.evaluation import InstanceSegEvaluator
+from mask2former.evaluation import (
+    CityscapesSemSegEvaluator,
+    InstanceSegEvaluator,
+    SemSegEvaluator,
+)
 from mask2former.test_time_augmentation import SemanticSegmentorWithTTA
 
 # evaluator_type values of panoptic datasets.
@@ -56,8 +58,8 @@ class Trainer(MaskFormerTrainer):
         """
         Evaluators chosen by the dataset's ``evaluator_type`` and the model's
         MODEL.MASK_FORMER.TEST.{SEMANTIC,INSTANCE,PANOPTIC}_ON outputs:
-        semantic mIoU (SemSegEvaluator / Cityscapes), panoptic PQ (COCOPanopticEvaluator) and
-        instance AP (InstanceSegEvaluator / Cityscapes).
+        semantic mIoU (SemSegEvaluator / Cityscapes, reading "sem_seg" or "sem_seg_labels"),
+        panoptic PQ (COCOPanopticEvaluator) and instance AP (InstanceSegEvaluator / Cityscapes).
         """
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference")
@@ -103,6 +105,11 @@ class Trainer(MaskFormerTrainer):
         resumes where a checkpoint left it (mask2former/engine/resumable_loader.py).
         """
         return build_resumable_train_loader(cfg, mapper=build_train_mapper(cfg))
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        """Detectron2's test loader, images read by mask2former/data/image_io.py."""
+        return build_detection_test_loader(cfg, dataset_name, mapper=InferenceDatasetMapper(cfg))
 
     @classmethod
     def test_with_TTA(cls, cfg, model):

@@ -13,7 +13,6 @@ import time
 
 import cv2
 import tqdm
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -21,15 +20,36 @@ from predictor import TASKS, VisualizationDemo  # noqa: E402
 
 from mask2former.config import get_maskformer2_cfg  # noqa: E402
 from mask2former.engine import apply_cuda_settings  # noqa: E402
+from mask2former.data.image_io import ImageReadError, read_image  # noqa: E402
+from mask2former.engine.threads import install_adaptive_threads  # noqa: E402
 
 WINDOW_NAME = "mask2former"
 
 
 def setup_cfg(args):
     cfg = get_maskformer2_cfg(args.config_file, args.opts)
+    compute_only_drawn_task(cfg, args.task)
     cfg.freeze()
     apply_cuda_settings(cfg)
     return cfg
+
+
+def compute_only_drawn_task(cfg, task):
+    """
+    The demo draws one task: let the model compute only that one, and a semantic map as
+    labels (MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT), so that a large photo needs memory for
+    one map, not for the (K, H, W) scores or the (N, H, W) instance masks it would not draw.
+    ``task`` "auto": the first of ``TASKS`` that the config enables. A task the config does not
+    enable leaves the config as it is (the predictor then says how to enable it).
+    """
+    test = cfg.MODEL.MASK_FORMER.TEST
+    enabled = [t for t in TASKS if test.get(f"{t.upper()}_ON")]
+    drawn = enabled[0] if task == "auto" and enabled else task
+    if drawn not in enabled:
+        return
+    for t in TASKS:
+        test[f"{t.upper()}_ON"] = t == drawn
+    test.SEMANTIC_OUTPUT = "labels"
 
 
 def get_parser():
@@ -87,8 +107,8 @@ def process_images(demo, paths, output, logger):
     for path in tqdm.tqdm(paths, disable=not output):
         try:
             image = read_image(path, format="BGR")
-        except Exception as e:  # PIL raises several types for missing, truncated or non-image files
-            logger.error(f"Skipping {path}: cannot read it as an image ({type(e).__name__}: {e})")
+        except ImageReadError as e:
+            logger.error(f"Skipping {path}: {e}")
             failed.append(path)
             continue
         start = time.time()
@@ -113,7 +133,7 @@ def _describe(predictions):
         parts.append(f"{len(predictions['panoptic_seg'][1])} panoptic segments")
     if "instances" in predictions:
         parts.append(f"{len(predictions['instances'])} instances")
-    if "sem_seg" in predictions:
+    if "sem_seg" in predictions or "sem_seg_labels" in predictions:
         parts.append("semantic map")
     return ", ".join(parts)
 
@@ -165,6 +185,7 @@ def main(argv=None):
     if args.video_input and not args.webcam:
         open_video(args.video_input).release()  # fail before building the model
     demo = VisualizationDemo(setup_cfg(args), args.confidence_threshold, args.task)
+    install_adaptive_threads(demo.predictor.model)
 
     failed = []
     if args.input:

@@ -2,24 +2,51 @@
 import logging
 
 import cv2
+import numpy as np
 import detectron2.data.transforms as T
 from detectron2.engine.defaults import DefaultPredictor
 from detectron2.modeling import build_model
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask2former.checkpoint import MaskFormerCheckpointer
+from mask2former.modeling.postprocessing import resize_results
 
 logger = logging.getLogger(__name__)
 
 TASKS = ("panoptic", "instance", "semantic")
 # Drawings of smaller images are upscaled to this size (pixels, longer side) so labels stay legible.
 MIN_DRAWING_SIZE = 512
+# Drawings of larger images are downscaled to this size: Detectron2's Visualizer (matplotlib)
+# needs about 100 bytes per pixel, over 2 GiB to draw a 24-megapixel photo at full size.
+MAX_DRAWING_SIZE = 2048
+
+
+def _fit_for_drawing(image_rgb, predictions, task):
+    """
+    The image and the predictions to draw for ``task``, both resized so that the longer side is
+    at most ``MAX_DRAWING_SIZE`` (image by area averaging, predictions by nearest neighbour);
+    semantic scores become their argmax first.
+    """
+    height, width = image_rgb.shape[:2]
+    scale = MAX_DRAWING_SIZE / max(height, width)
+    if scale >= 1:
+        return image_rgb, predictions
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    image_rgb = cv2.resize(np.ascontiguousarray(image_rgb), size[::-1], interpolation=cv2.INTER_AREA)
+    keys = {"panoptic": "panoptic_seg", "instance": "instances", "semantic": "sem_seg_labels"}
+    if task == "semantic" and "sem_seg_labels" not in predictions:
+        predictions = dict(predictions, sem_seg_labels=predictions["sem_seg"].argmax(dim=0))
+    return image_rgb, resize_results({keys[task]: predictions[keys[task]]}, size)
 
 
 def available_tasks(predictions):
     """Tasks whose outputs are in ``predictions`` (a model output dict), in ``TASKS`` order."""
-    keys = {"panoptic": "panoptic_seg", "instance": "instances", "semantic": "sem_seg"}
-    return [task for task in TASKS if keys[task] in predictions]
+    keys = {
+        "panoptic": ("panoptic_seg",),
+        "instance": ("instances",),
+        "semantic": ("sem_seg", "sem_seg_labels"),
+    }
+    return [task for task in TASKS if any(key in predictions for key in keys[task])]
 
 
 class MaskFormerPredictor(DefaultPredictor):
@@ -87,9 +114,14 @@ class VisualizationDemo:
 
         Returns:
             detectron2.utils.visualizer.VisImage: images smaller than ``MIN_DRAWING_SIZE`` are
-            drawn upscaled to it.
+            drawn upscaled to it, images larger than ``MAX_DRAWING_SIZE`` downscaled to it.
         """
         task = task or self._task_for(predictions)
+        if task == "instance":
+            instances = predictions["instances"].to("cpu")
+            instances = instances[instances.scores >= self.confidence_threshold]
+            predictions = dict(predictions, instances=instances)
+        image_rgb, predictions = _fit_for_drawing(image_rgb, predictions, task)
         scale = max(1.0, MIN_DRAWING_SIZE / max(image_rgb.shape[:2]))
         visualizer = Visualizer(
             image_rgb, self.metadata, scale=scale, instance_mode=ColorMode.IMAGE
@@ -98,15 +130,16 @@ class VisualizationDemo:
             panoptic_seg, segments_info = predictions["panoptic_seg"]
             return visualizer.draw_panoptic_seg(panoptic_seg.to("cpu"), segments_info)
         if task == "instance":
-            instances = predictions["instances"].to("cpu")
-            instances = instances[instances.scores >= self.confidence_threshold]
-            return visualizer.draw_instance_predictions(instances)
+            return visualizer.draw_instance_predictions(predictions["instances"])
+        if "sem_seg_labels" in predictions:
+            return visualizer.draw_sem_seg(predictions["sem_seg_labels"].to("cpu"))
         return visualizer.draw_sem_seg(predictions["sem_seg"].argmax(dim=0).to("cpu"))
 
     def run_on_image(self, image_bgr):
         """
         Args:
-            image_bgr: (H, W, 3) uint8 BGR image (OpenCV / ``read_image(format="BGR")``).
+            image_bgr: (H, W, 3) uint8 BGR image (OpenCV /
+                ``mask2former.data.image_io.read_image(path, format="BGR")``).
 
         Returns:
             predictions (dict): the model output for the image.

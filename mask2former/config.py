@@ -84,6 +84,19 @@ def add_maskformer2_config(cfg):
     cfg.MODEL.MASK_FORMER.TEST.OVERLAP_THRESHOLD = 0.0
     # Semantic: post-process at the padded input size (True) or at the original size (False).
     cfg.MODEL.MASK_FORMER.TEST.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE = False
+    # Semantic output: "scores", Detectron2's "sem_seg" (K, H, W) float class scores; or
+    # "labels", "sem_seg_labels" (H, W) int64, their argmax computed in chunks of rows without
+    # the scores (K times less memory: use it for large images; the demo and the semantic
+    # evaluators read it and give the same result). Test-time augmentation needs "scores".
+    cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT = "scores"
+    # Post-process at the network's input size and resize only the results to the output size
+    # (panoptic ids and instance masks by nearest neighbour, semantic scores bilinearly): much
+    # faster on images larger than the test size, results nearly the same (agreement measured
+    # in BENCHMARKS.md). False: every mask is resized to the output size first (the paper's).
+    cfg.MODEL.MASK_FORMER.TEST.POSTPROCESS_AT_NETWORK_RESOLUTION = False
+    # Memory (MiB) of one chunk of mask logits resized to the output size: post-processing
+    # resizes the masks a chunk of queries at a time and never holds all of them at that size.
+    cfg.MODEL.MASK_FORMER.TEST.POSTPROCESS_CHUNK_MB = 64
 
     # ---- pixel decoder ----
     # Channels of the per-pixel mask features.

@@ -2,18 +2,22 @@
 from typing import Tuple
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.data import MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, build_sem_seg_head
-from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import BitMasks, ImageList
 from torch import nn
 
 from .modeling.criterion import SetCriterion
 from .modeling.matcher import HungarianMatcher
-from .modeling.postprocessing import instance_inference, panoptic_inference, semantic_inference
+from .modeling.postprocessing import (
+    MaskLogits,
+    postprocess,
+    resize_semantic,
+    semantic_labels,
+    resize_results,
+)
 
 __all__ = ["MaskFormer"]
 
@@ -42,7 +46,10 @@ class MaskFormer(nn.Module):
           T may be 0.
 
     Output (inference): a list of dicts, one per image, at ("height", "width"), with
-        * "sem_seg" (if semantic_on): (K, height, width) per-class scores.
+        * "sem_seg" (if semantic_on and semantic_output "scores"): (K, height, width) per-class
+          scores.
+        * "sem_seg_labels" (if semantic_on and semantic_output "labels"): (height, width) int64,
+          the argmax of those scores, computed without them.
         * "panoptic_seg" (if panoptic_on): a tuple (panoptic_seg, segments_info):
           panoptic_seg (height, width) int32 segment ids, 0 = void; segments_info a list with
           one dict per segment: {"id": int, "category_id": int (contiguous), "isthing": bool}.
@@ -73,6 +80,9 @@ class MaskFormer(nn.Module):
         panoptic_on: bool,
         instance_on: bool,
         test_topk_per_image: int,
+        semantic_output: str = "scores",
+        postprocess_at_network_resolution: bool = False,
+        postprocess_chunk_mb: float = 64,
     ):
         """
         Args:
@@ -91,8 +101,21 @@ class MaskFormer(nn.Module):
             pixel_mean, pixel_std: per-channel normalization of the input images.
             semantic_on, panoptic_on, instance_on: which results inference returns.
             test_topk_per_image: detections per image of the instance inference.
+            semantic_output: "scores" ("sem_seg" (K, H, W)) or "labels" ("sem_seg_labels"
+                (H, W), their argmax: memory of one map instead of K).
+            postprocess_at_network_resolution: post-process at the network's input size and
+                resize only the results (nearest for panoptic ids and instance masks,
+                bilinear scores for semantic); faster and lighter on large images, nearly the
+                same results (BENCHMARKS.md). False: post-process at the output size.
+            postprocess_chunk_mb: memory (MiB) of one chunk of upsampled mask logits; the
+                post-processing never holds the (Q, height, width) logits whole.
         """
         super().__init__()
+        if semantic_output not in ("scores", "labels"):
+            raise ValueError(
+                f"MaskFormer: MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT is {semantic_output!r}; "
+                f"use 'scores' or 'labels'"
+            )
         if not (semantic_on or panoptic_on or instance_on):
             raise ValueError(
                 "MaskFormer: no inference task is on; set one of MODEL.MASK_FORMER.TEST."
@@ -121,6 +144,9 @@ class MaskFormer(nn.Module):
         self.panoptic_on = panoptic_on
         self.instance_on = instance_on
         self.test_topk_per_image = test_topk_per_image
+        self.semantic_output = semantic_output
+        self.postprocess_at_network_resolution = postprocess_at_network_resolution
+        self.chunk_elements = max(1, int(postprocess_chunk_mb * 2**20) // 4)
         self.thing_classes = (
             set(metadata.thing_dataset_id_to_contiguous_id.values()) if panoptic_on else None
         )
@@ -171,6 +197,9 @@ class MaskFormer(nn.Module):
             "instance_on": mf.TEST.INSTANCE_ON,
             "panoptic_on": mf.TEST.PANOPTIC_ON,
             "test_topk_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "semantic_output": mf.TEST.SEMANTIC_OUTPUT,
+            "postprocess_at_network_resolution": mf.TEST.POSTPROCESS_AT_NETWORK_RESOLUTION,
+            "postprocess_chunk_mb": mf.TEST.POSTPROCESS_CHUNK_MB,
         }
 
     @property
@@ -224,38 +253,52 @@ class MaskFormer(nn.Module):
         return targets
 
     def inference(self, outputs, batched_inputs, images):
-        """Per-image results at the requested output sizes (see the class docstring)."""
-        mask_pred_results = F.interpolate(
-            outputs["pred_masks"], size=images.tensor.shape[-2:], mode="bilinear",
-            align_corners=False,
-        )
+        """
+        Per-image results at the requested output sizes (see the class docstring), from the
+        (Q, H/4, W/4) mask logits resized as Detectron2's ``sem_seg_postprocess`` does: to the
+        padded input size, cropped to the image, resized to the output size, a chunk of
+        queries at a time (mask2former/modeling/postprocessing.py).
+        """
+        padded_size = tuple(images.tensor.shape[-2:])
+        labels = self.semantic_output == "labels"
+        fast = self.postprocess_at_network_resolution
+        # Semantic scores are computed at the output size when the other tasks resize the
+        # masks there anyway (or when asked); else at the input size, then resized.
         resize_first = (
             self.sem_seg_postprocess_before_inference or self.panoptic_on or self.instance_on
         )
+        semantic_at_output = self.semantic_on and resize_first and not fast
+        options = dict(
+            object_mask_threshold=self.object_mask_threshold,
+            overlap_threshold=self.overlap_threshold,
+            thing_classes=self.thing_classes,
+            topk=self.test_topk_per_image,
+            chunk_elements=self.chunk_elements,
+        )
         processed_results = []
-        for mask_cls, mask_pred, input_per_image, image_size in zip(
-            outputs["pred_logits"], mask_pred_results, batched_inputs, images.image_sizes
+        for mask_cls, mask_logits, input_per_image, image_size in zip(
+            outputs["pred_logits"], outputs["pred_masks"], batched_inputs, images.image_sizes
         ):
-            height = input_per_image.get("height", image_size[0])
-            width = input_per_image.get("width", image_size[1])
-            if resize_first:
-                mask_pred = sem_seg_postprocess(mask_pred, image_size, height, width)
-            mask_cls = mask_cls.to(mask_pred)
-
-            result = {}
-            if self.semantic_on:
-                sem_seg = semantic_inference(mask_cls, mask_pred)
-                if not resize_first:
-                    sem_seg = sem_seg_postprocess(sem_seg, image_size, height, width)
-                result["sem_seg"] = sem_seg
-            if self.panoptic_on:
-                result["panoptic_seg"] = panoptic_inference(
-                    mask_cls, mask_pred, self.object_mask_threshold, self.overlap_threshold,
-                    self.thing_classes,
-                )
-            if self.instance_on:
-                result["instances"] = instance_inference(
-                    mask_cls, mask_pred, self.test_topk_per_image, self.thing_classes
-                )
+            output_size = (
+                input_per_image.get("height", image_size[0]),
+                input_per_image.get("width", image_size[1]),
+            )
+            masks = MaskLogits(
+                mask_logits, padded_size, image_size, image_size if fast else output_size
+            )
+            result = postprocess(
+                mask_cls, masks, semantic_on=semantic_at_output and not labels,
+                panoptic_on=self.panoptic_on, instance_on=self.instance_on, **options,
+            )
+            if fast:
+                result = resize_results(result, output_size, self.chunk_elements)
+            if semantic_at_output and labels:
+                result["sem_seg_labels"] = semantic_labels(mask_cls, masks, self.chunk_elements)
+            elif self.semantic_on and not semantic_at_output:
+                padded = MaskLogits(mask_logits, padded_size)
+                scores = postprocess(mask_cls, padded, semantic_on=True, **options)["sem_seg"]
+                scores = scores[:, : image_size[0], : image_size[1]]
+                key = "sem_seg_labels" if labels else "sem_seg"
+                result[key] = resize_semantic(scores, output_size, labels, self.chunk_elements)
             processed_results.append(result)
         return processed_results

@@ -23,6 +23,12 @@ class SemanticSegmentorWithTTA(nn.Module):
             batch_size (int): augmented copies of an image run per forward pass.
         """
         super().__init__()
+        if cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT != "scores":
+            raise ValueError(
+                "Test-time augmentation averages the semantic scores: set "
+                "MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT scores (it is "
+                f"{cfg.MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT!r}) or TEST.AUG.ENABLED False"
+            )
         self.model = model
         self.tta_mapper = DatasetMapperTTA(cfg)
         self.batch_size = batch_size

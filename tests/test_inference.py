@@ -1,10 +1,13 @@
 """MaskFormer inference of a small random-weight model: all three tasks, at the output size."""
 import pytest
 import torch
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes
 
+from PIL import Image
+
+from mask2former.evaluation import SemSegEvaluator
 from small_model import small_config
 
 NUM_CLASSES = 4
@@ -89,6 +92,36 @@ def test_semantic_only_model_postprocesses_after_inference(model):
     assert result["sem_seg"].shape == (NUM_CLASSES, 30, 39)
     # Resizing before or after the (pixel-wise) inference gives close results.
     torch.testing.assert_close(result["sem_seg"], both["sem_seg"], atol=0.05, rtol=0)
+
+
+def test_label_map_and_fast_mode_outputs(model, tmp_path):
+    generator = torch.Generator().manual_seed(2)
+    inputs = [{"image": torch.randint(0, 256, (3, 64, 45), dtype=torch.uint8, generator=generator),
+               "height": 91, "width": 60, "file_name": str(tmp_path / "image.png")}]
+    with torch.no_grad():
+        scores = model(inputs)[0]
+        labels = build_model_like(model, semantic_output="labels")(inputs)[0]
+        fast = build_model_like(model, postprocess_at_network_resolution=True)(inputs)[0]
+    assert "sem_seg" not in labels and labels["sem_seg_labels"].shape == (91, 60)
+    assert (labels["sem_seg_labels"] == scores["sem_seg"].argmax(0)).float().mean() > 0.999
+    assert fast["sem_seg"].shape == (NUM_CLASSES, 91, 60)
+    assert fast["panoptic_seg"][0].shape == (91, 60)
+    assert fast["instances"].pred_masks.shape[1:] == (91, 60)
+
+    # The semantic evaluator reads the label map: the same confusion matrix as from the scores.
+    gt = torch.randint(0, NUM_CLASSES, (91, 60), generator=generator).numpy().astype("uint8")
+    Image.fromarray(gt).save(tmp_path / "gt.png")
+    name = "mask2former_test_label_map"
+    DatasetCatalog.register(name, lambda: [{"file_name": inputs[0]["file_name"],
+                                            "sem_seg_file_name": str(tmp_path / "gt.png")}])
+    MetadataCatalog.get(name).set(stuff_classes=["a", "b", "c", "d"], ignore_label=255)
+    matrices = []
+    for output in (scores, {"sem_seg_labels": scores["sem_seg"].argmax(0)}):
+        evaluator = SemSegEvaluator(name, distributed=False)
+        evaluator.reset()
+        evaluator.process(inputs, [output])
+        matrices.append(evaluator._conf_matrix)
+    assert matrices[0].sum() == 91 * 60 and (matrices[0] == matrices[1]).all()
 
 
 def build_model_like(model, **changes):

@@ -16,6 +16,7 @@ from detectron2.data import DatasetCatalog
 from panopticapi.utils import rgb2id
 from PIL import Image
 
+from image_files import write_readable_images, write_unreadable_files
 from mask2former.data.datasets.generated_shapes import (
     SHAPES_CATEGORIES,
     generate_shapes_dataset,
@@ -159,17 +160,26 @@ def _run_demo(output, *args, opts=()):
     )
 
 
-def test_demo_skips_unreadable_image_and_names_bad_video(quick_run, tmp_path):
+def test_demo_draws_every_readable_format_and_names_unreadable_files(quick_run, tmp_path):
+    """A folder of odd formats and broken files: all good ones drawn, exit 1 naming the bad."""
     output, data_root, _ = quick_run
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(b"not an image")
-    good = data_root / "shapes_val" / "000001.jpg"
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    good = sorted(write_readable_images(inputs))
+    (inputs / "shapes.jpg").write_bytes((data_root / "shapes_val" / "000001.jpg").read_bytes())
+    good.append("shapes.jpg")
+    bad = write_unreadable_files(inputs, inputs / "shapes.jpg")
     out_dir = tmp_path / "vis"
-    proc = _run_demo(output, "--input", str(broken), str(good), "--output", str(out_dir))
-    assert proc.returncode == 1
-    assert "broken.jpg" in proc.stderr + proc.stdout
-    assert sorted(os.listdir(out_dir)) == ["000001.jpg"]
-    _decodes(out_dir / "000001.jpg")
+    proc = _run_demo(output, "--input", str(inputs / "*"), "--output", str(out_dir))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    log = (proc.stdout + proc.stderr).splitlines()
+    summary = [line for line in log if "could not be read" in line]
+    assert len(summary) == 1 and f"{len(bad)} input(s) could not be read" in summary[0]
+    summary = summary[0]
+    assert all(name in summary for name in bad)
+    assert sorted(os.listdir(out_dir)) == sorted(good)
+    for name in good:
+        _decodes(out_dir / name)
 
     missing = tmp_path / "no_such_clip.mp4"
     proc = _run_demo(output, "--video-input", str(missing), "--output", str(out_dir))

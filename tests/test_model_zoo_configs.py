@@ -77,11 +77,17 @@ def same(a, b):
 
 
 # Keys of this project beyond the published ones, with their defaults (see mask2former/config.py).
-PROJECT_KEYS = {"FLOAT32_MATMUL_PRECISION": ""}
+PROJECT_KEYS = {
+    "FLOAT32_MATMUL_PRECISION": "",
+    "MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT": "scores",
+    "MODEL.MASK_FORMER.TEST.POSTPROCESS_AT_NETWORK_RESOLUTION": False,
+    "MODEL.MASK_FORMER.TEST.POSTPROCESS_CHUNK_MB": 64,
+}
 
 
 def test_add_maskformer2_config_has_the_published_defaults():
     added = flatten(default_config())
+    assert set(PROJECT_KEYS) <= set(added)
     cfg = get_cfg()
     add_deeplab_config(cfg)
     before = flatten(cfg)

@@ -34,10 +34,10 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "demo"))
 
 import torch  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
-from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
 from mask2former.config import get_maskformer2_cfg  # noqa: E402
+from mask2former.data.image_io import read_image  # noqa: E402
 from mask2former.data.datasets.generated_shapes import (  # noqa: E402
     default_shapes_root,
     generate_shapes_dataset,
@@ -95,10 +95,15 @@ def build_cfg(args, sizes, output, load_cfg=get_maskformer2_cfg):
 def train_and_evaluate(cfg, trainer_module="train_net"):
     """
     Train with the Trainer of ``trainer_module`` (train_net.py, or train_net_video.py); its final
-    evaluation returns the metrics dict.
+    evaluation returns the metrics dict. The global RNGs (model initialization) are seeded with
+    cfg.SEED first, as train_net.py's Detectron2 ``default_setup`` does, so that runs repeat
+    (with the same thread count).
     """
+    from detectron2.utils.env import seed_all_rng
+
     Trainer = importlib.import_module(trainer_module).Trainer
 
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=False)
     start = time.perf_counter()

@@ -1,5 +1,10 @@
-"""Datasets (registered on import, see :mod:`.datasets`) and training dataset mappers."""
-from . import datasets
-from .dataset_mappers import DATASET_MAPPERS, build_train_mapper
+"""
+Datasets (registered on import, see :mod:`.datasets`), the dataset mappers and the image
+reader they share (:mod:`.image_io`).
+"""
+from . import datasets, image_io
+from .dataset_mappers import DATASET_MAPPERS, InferenceDatasetMapper, build_train_mapper
 
-__all__ = ["DATASET_MAPPERS", "build_train_mapper", "datasets"]
+__all__ = [
+    "DATASET_MAPPERS", "InferenceDatasetMapper", "build_train_mapper", "datasets", "image_io"
+]

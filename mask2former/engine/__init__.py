@@ -1,8 +1,8 @@
 """
 Training machinery beyond Detectron2's: resumable randomness, data order and checkpoints, a
 non-finite-loss guard, launching / training on several processes and machines, on GPUs
-(NCCL) or CPUs (Gloo), the config's process-wide CUDA settings, and the trainer and entry
-point that train_net.py and train_net_video.py share.
+(NCCL) or CPUs (Gloo), the config's process-wide CUDA settings, CPU threads that follow the
+machine's load, and the trainer and entry point that train_net.py and train_net_video.py share.
 """
 from .checkpoint import AtomicCheckpointer, atomic_write
 from .config_checks import check_datasets_registered
@@ -16,6 +16,7 @@ from .hooks import NonFiniteLossGuard, ResumableRandomness
 from .launch import launch
 from .resumable_loader import ResumableTrainLoader, TrainingStream, build_resumable_train_loader
 from .seeding import derive_seed, seed_global_rngs, seeded_global_rngs, training_seed
+from .threads import AdaptiveThreads, install_adaptive_threads
 from .trainer import (
     MaskFormerTrainer,
     disable_amp_without_cuda,

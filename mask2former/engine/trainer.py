@@ -24,6 +24,7 @@ from .cuda_settings import apply_cuda_settings
 from .hooks import NonFiniteLossGuard, ResumableRandomness
 from .launch import launch
 from .seeding import training_seed
+from .threads import install_adaptive_threads
 
 __all__ = [
     "MaskFormerTrainer",
@@ -49,8 +50,13 @@ class MaskFormerTrainer(DefaultTrainer):
 
     @classmethod
     def build_model(cls, cfg):
-        """Detectron2's model; on the CPU, SyncBN layers run as NaiveSyncBatchNorm."""
-        return convert_sync_batchnorm_on_cpu(super().build_model(cfg))
+        """
+        Detectron2's model; on the CPU, SyncBN layers run as NaiveSyncBatchNorm, and torch's
+        threads follow the machine's load (mask2former/engine/threads.py).
+        """
+        model = convert_sync_batchnorm_on_cpu(super().build_model(cfg))
+        install_adaptive_threads(model)
+        return model
 
     def build_hooks(self):
         """

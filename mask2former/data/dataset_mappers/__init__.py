@@ -1,4 +1,8 @@
-"""Training dataset mappers, chosen by name with INPUT.DATASET_MAPPER_NAME."""
+"""
+Training dataset mappers, chosen by name with INPUT.DATASET_MAPPER_NAME, and the inference
+mapper of the test loaders.
+"""
+from .inference import InferenceDatasetMapper
 from .instance import COCOInstanceLSJDatasetMapper, MaskFormerInstanceDatasetMapper
 from .panoptic import COCOPanopticLSJDatasetMapper, MaskFormerPanopticDatasetMapper
 from .semantic import MaskFormerSemanticDatasetMapper

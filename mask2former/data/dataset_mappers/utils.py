@@ -14,18 +14,20 @@ from detectron2.data import transforms as T
 from detectron2.projects.point_rend import ColorAugSSDTransform
 from detectron2.structures import BitMasks, Instances
 
+from .. import image_io
+
 # Value of padded image pixels (the same as Detectron2's FixedSizeCrop).
 IMAGE_PAD_VALUE = 128
 
 
 def _read_file(path, image_format):
-    """Detectron2's ``read_image``, whose errors name ``path`` (PIL's "truncated" does not)."""
+    """:func:`mask2former.data.image_io.read_image`; its error also says how to fix the dataset."""
     try:
-        return utils.read_image(path, format=image_format)
-    except OSError as e:
-        raise OSError(
-            f"Cannot read {path}: {e}. The file is missing, truncated or not an image: restore "
-            "it (re-run the dataset's download / prepare script) or remove it from the dataset."
+        return image_io.read_image(path, format=image_format)
+    except image_io.ImageReadError as e:
+        raise image_io.ImageReadError(
+            f"{e}. Restore the file (re-run the dataset's download / prepare script) or remove "
+            "it from the dataset."
         ) from e
 
 
