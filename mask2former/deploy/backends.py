@@ -72,7 +72,10 @@ class TorchScriptBackend:
 
     def __call__(self, images):
         torch = self._torch
-        with torch.no_grad():
+        # Without the profiling executor's optimizations: they recompile the graph at the second
+        # call of every new input size (about 10 s for an R50 model on 2 cores), and later
+        # calls were not faster with them.
+        with torch.no_grad(), torch.jit.optimized_execution(False):
             class_logits, mask_logits = self.module(torch.from_numpy(images))
         return class_logits.cpu().numpy(), mask_logits.cpu().numpy()
 
