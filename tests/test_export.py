@@ -181,3 +181,25 @@ def test_onnx_batch_equals_single_images(exported):
         single = runners["onnx"].head_outputs(image)
         assert np.abs(class_logits[i] - single[0][0]).max() <= LOGITS_TOLERANCE
         assert np.abs(mask_logits[i] - single[1][0]).max() <= LOGITS_TOLERANCE
+
+
+def test_torch_export_based_onnx_exporter(tmp_path):
+    """The other ONNX exporter (--onnx-exporter dynamo) gives a graph of the same size freedom."""
+    from small_model import small_config
+
+    cfg = small_config(test_dataset="")
+    cfg.DATASETS.TEST = ()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_model(cfg).eval()
+    info = build_deploy_info(cfg, model, "onnx", EXPORT_SIZE)
+    path = export_model(model, _image(EXPORT_SIZE, 0), "onnx", str(tmp_path), info,
+                        onnx_exporter="dynamo")
+    runner = ExportedMask2Former(path)
+    for size, batch in ((EXPORT_SIZE, 1), (OTHER_SIZES[1], 2)):
+        images = torch.stack([_well_conditioned_image(model, size)] * batch)
+        with torch.no_grad():
+            expected = ExportableMaskFormer(model)(images.float())
+        for e, a in zip(expected, runner.head_outputs(images.numpy())):
+            assert a.shape == tuple(e.shape)
+            assert np.abs(a - e.numpy()).max() <= LOGITS_TOLERANCE
