@@ -20,16 +20,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.modeling import build_model
+from detectron2.structures import ImageList
 
 from deploy_checks import assert_same_results
 from mask2former.config import get_maskformer2_cfg
 from mask2former.deploy import ExportedMask2Former
 from mask2former.export import ExportableMaskFormer, build_deploy_info, export_model
-from mask2former.modeling.postprocessing import (
-    instance_inference,
-    panoptic_inference,
-    semantic_inference,
-)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = {
@@ -111,21 +107,17 @@ def exported(request, tmp_path_factory):
 
 
 def _pytorch_inference(model, class_logits, mask_logits):
-    """MaskFormer's inference of one image's logits at the image's size (no resize)."""
-    mask_cls, mask_pred = torch.from_numpy(class_logits), torch.from_numpy(mask_logits)
-    results = {}
-    if model.semantic_on:
-        results["sem_seg"] = semantic_inference(mask_cls, mask_pred)
-    if model.panoptic_on:
-        results["panoptic_seg"] = panoptic_inference(
-            mask_cls, mask_pred, model.object_mask_threshold, model.overlap_threshold,
-            model.thing_classes,
-        )
-    if model.instance_on:
-        results["instances"] = instance_inference(
-            mask_cls, mask_pred, model.test_topk_per_image, model.thing_classes
-        )
-    return results
+    """
+    MaskFormer's inference of one image's logits (the exported outputs) at the image's size:
+    given mask logits already at the (unpadded) image size, its resizes are identities.
+    """
+    height, width = mask_logits.shape[-2:]
+    outputs = {"pred_logits": torch.from_numpy(class_logits)[None],
+               "pred_masks": torch.from_numpy(mask_logits)[None]}
+    image = {"image": torch.zeros(3, height, width)}
+    images = ImageList(torch.zeros(1, 3, height, width), [(height, width)])
+    with torch.no_grad():
+        return model.inference(outputs, [image], images)[0]
 
 
 @pytest.mark.parametrize("size", [EXPORT_SIZE] + OTHER_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -20,6 +20,7 @@ from .resize import resize_maps
 __all__ = [
     "semantic_inference",
     "panoptic_inference",
+    "panoptic_segments",
     "instance_inference",
     "inference_results",
 ]
@@ -87,30 +88,54 @@ def panoptic_inference(mask_cls, mask_pred, object_mask_threshold, overlap_thres
     num_kept = masks.shape[0]
     winner = (scores[:, None, None] * masks).argmax(0)
     winner_owns = np.take_along_axis(masks, winner[None], 0)[0] >= 0.5
-    won_areas = np.bincount(winner.ravel(), minlength=num_kept)
-    own_areas = (masks >= 0.5).reshape(num_kept, -1).sum(1)
-    segment_areas = np.bincount(winner[winner_owns], minlength=num_kept)
+    areas = zip(
+        np.bincount(winner.ravel(), minlength=num_kept).tolist(),
+        (masks >= 0.5).reshape(num_kept, -1).sum(1).tolist(),
+        np.bincount(winner[winner_owns], minlength=num_kept).tolist(),
+    )
+    segment_ids, segments_info = panoptic_segments(
+        labels.tolist(), scores.tolist(), areas, overlap_threshold, thing_ids
+    )
+    for k, segment_id in enumerate(segment_ids):
+        if segment_id:
+            panoptic_seg[(winner == k) & winner_owns] = segment_id
+    return panoptic_seg, segments_info
+
+
+def panoptic_segments(labels, scores, areas, overlap_threshold, thing_ids):
+    """
+    The segment decisions of panoptic inference, given each kept query's areas: a query keeps
+    its segment if it wins some pixels of its own mask and at least ``overlap_threshold`` of its
+    mask's area; segments of the same stuff class merge into the first one.
+
+    Args:
+        labels, scores: contiguous class id and class probability of each kept query.
+        areas: per kept query (won area, own mask area, segment area = won & own), ints.
+        overlap_threshold (float); thing_ids (collection of int): contiguous thing ids.
+
+    Returns:
+        (segment id of each kept query, 0 for none; segments_info).
+    """
     thing_ids = set(thing_ids)
-    stuff_segment_id = {}
-    for k in range(num_kept):
-        if won_areas[k] == 0 or own_areas[k] == 0 or segment_areas[k] == 0:
+    segment_ids, segments_info, stuff_segment_id = [], [], {}
+    for category_id, score, (won_area, own_area, segment_area) in zip(labels, scores, areas):
+        segment_ids.append(0)
+        if won_area == 0 or own_area == 0 or segment_area == 0:
             continue
-        if won_areas[k] / own_areas[k] < overlap_threshold:
+        if won_area / own_area < overlap_threshold:
             continue
-        category_id = int(labels[k])
-        segment = (winner == k) & winner_owns
         isthing = category_id in thing_ids
         if not isthing and category_id in stuff_segment_id:
-            panoptic_seg[segment] = stuff_segment_id[category_id]
+            segment_ids[-1] = stuff_segment_id[category_id]
             continue
-        segment_id = len(segments_info) + 1
-        panoptic_seg[segment] = segment_id
-        segments_info.append({"id": segment_id, "category_id": category_id, "isthing": isthing})
+        segment_ids[-1] = len(segments_info) + 1
+        segments_info.append({"id": segment_ids[-1], "category_id": category_id,
+                              "isthing": isthing})
         if isthing:
-            segments_info[-1]["score"] = float(scores[k])
+            segments_info[-1]["score"] = score
         else:
-            stuff_segment_id[category_id] = segment_id
-    return panoptic_seg, segments_info
+            stuff_segment_id[category_id] = segment_ids[-1]
+    return segment_ids, segments_info
 
 
 def _boxes_enclosing(masks):
