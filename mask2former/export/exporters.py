@@ -45,10 +45,11 @@ MODEL_FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts"}
 ONNX_OPSET = 18
 
 _SCRIPTING_UNSUPPORTED = (
-    "--export-method scripting is not supported: torch.jit.script compiles Python source, and "
-    "Mask2Former's modules (Detectron2's backbones and registries, the decoder layers' "
-    "residual closures, dict outputs) use Python that TorchScript's compiler rejects. Use "
-    "--export-method tracing: its ONNX and TorchScript models serve every image size as well."
+    "--export-method scripting is not supported: torch.jit.script compiles each module's Python "
+    "source, and it rejects Detectron2's ResNet (a Python list of stages: \"Module 'ResNet' has "
+    "no attribute 'stages'\") and Mask2Former's decoder layers (their residual branches are "
+    "nested functions and lambdas). Use --export-method tracing: its ONNX and TorchScript models "
+    "serve every image size as well."
 )
 
 
