@@ -24,7 +24,7 @@ from detectron2.structures import ImageList
 
 from deploy_checks import assert_same_results
 from mask2former.config import get_maskformer2_cfg
-from mask2former.deploy import ExportedMask2Former
+from mask2former.deploy import ExportedMask2Former, inference_results
 from mask2former.export import ExportableMaskFormer, build_deploy_info, export_model
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,8 +59,11 @@ def _image(size, seed):
     return torch.randint(0, 256, (3, *size), dtype=torch.uint8, generator=generator)
 
 
-def _attention_margin(model, image):
-    """Smallest |mask logit| (probability 0.5) among those the masked attention thresholds."""
+def _logits_and_attention_margin(model, image):
+    """
+    PyTorch's (class_logits, mask_logits) of the image, and the smallest |mask logit|
+    (probability 0.5) among those its masked attention thresholds.
+    """
     captured = {}
 
     def keep(module, args, output):
@@ -69,28 +72,34 @@ def _attention_margin(model, image):
 
     handle = model.sem_seg_head.predictor.register_forward_hook(keep)
     with torch.no_grad():
-        ExportableMaskFormer(model)(image[None].float())
+        logits = ExportableMaskFormer(model)(image[None].float())
     handle.remove()
     sizes = captured["sizes"]
-    return min(
+    margin = min(
         F.interpolate(masks, size=sizes[i % len(sizes)], mode="bilinear", align_corners=False)
         .abs().min().item()
         for i, masks in enumerate(captured["masks"])
     )
+    return logits, margin
 
 
 def _well_conditioned_image(model, size):
-    """The first image (by seed) whose attention-mask logits keep ATTENTION_MARGIN."""
+    """The first image (by seed) whose attention-mask logits keep ATTENTION_MARGIN, and
+    PyTorch's logits of it."""
     for seed in range(sum(size), sum(size) + 20):
         image = _image(size, seed)
-        if _attention_margin(model, image) >= ATTENTION_MARGIN:
-            return image
+        logits, margin = _logits_and_attention_margin(model, image)
+        if margin >= ATTENTION_MARGIN:
+            return image, logits
     raise AssertionError("no well-conditioned image in 20 seeds")
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
 def exported(request, tmp_path_factory):
-    """A published config's model with random weights, and its ONNX and TorchScript exports."""
+    """
+    A published config's model with random weights, its ONNX and TorchScript exports, and for
+    each test size a well-conditioned image with PyTorch's logits of it.
+    """
     cfg = get_maskformer2_cfg(os.path.join(REPO_ROOT, CONFIGS[request.param]),
                               ["MODEL.DEVICE", "cpu"])
     with torch.random.fork_rng():
@@ -103,7 +112,8 @@ def exported(request, tmp_path_factory):
         path = export_model(model, _image(EXPORT_SIZE, 0), export_format,
                             str(output / export_format), info)
         runners[export_format] = ExportedMask2Former(path, num_threads=torch.get_num_threads())
-    return model, runners
+    images = {size: _well_conditioned_image(model, size) for size in [EXPORT_SIZE] + OTHER_SIZES}
+    return model, runners, images
 
 
 def _pytorch_inference(model, class_logits, mask_logits):
@@ -123,27 +133,26 @@ def _pytorch_inference(model, class_logits, mask_logits):
 @pytest.mark.parametrize("size", [EXPORT_SIZE] + OTHER_SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("export_format", ["onnx", "torchscript"])
 def test_exported_model_equals_pytorch(exported, export_format, size):
-    model, runners = exported
+    model, runners, images = exported
     runner = runners[export_format]
-    image = _well_conditioned_image(model, size)
-    with torch.no_grad():
-        expected_logits = ExportableMaskFormer(model)(image[None].float())
+    image, expected_logits = images[size]
     actual_logits = runner.head_outputs(image.numpy())
     for name, e, a in zip(("class_logits", "mask_logits"), expected_logits, actual_logits):
         assert a.shape == tuple(e.shape), name
         difference = np.abs(a - e.numpy()).max()
         assert difference <= LOGITS_TOLERANCE, f"{name} differs by {difference:.2e}"
 
-    expected = _pytorch_inference(model, actual_logits[0][0], actual_logits[1][0])
-    assert_same_results(expected, runner.inference(image.numpy()))
+    class_logits, mask_logits = actual_logits[0][0], actual_logits[1][0]
+    expected = _pytorch_inference(model, class_logits, mask_logits)
+    assert_same_results(expected, inference_results(class_logits, mask_logits, *size,
+                                                    runner.settings))
 
 
 def test_exported_logits_are_the_models_own(exported):
     """The logits compared above are those MaskFormer.forward infers from (an image to pad)."""
-    model, runners = exported
-    image = _image(OTHER_SIZES[1], seed=3)
+    model, _, images = exported
+    image, logits = images[OTHER_SIZES[1]]
     with torch.no_grad():
-        logits = ExportableMaskFormer(model)(image[None].float())
         expected = model([{"image": image}])[0]
     actual = _pytorch_inference(model, *(x[0].numpy() for x in logits))
     assert_same_results(expected, _as_numpy(actual))
@@ -166,7 +175,7 @@ def _as_numpy(results):
 
 
 def test_onnx_batch_equals_single_images(exported):
-    _, runners = exported
+    _, runners, _ = exported
     images = np.stack([_image(EXPORT_SIZE, seed).numpy() for seed in (1, 2)])
     class_logits, mask_logits = runners["onnx"].head_outputs(images)
     for i, image in enumerate(images):
@@ -189,7 +198,7 @@ def test_torch_export_based_onnx_exporter(tmp_path):
                         onnx_exporter="dynamo")
     runner = ExportedMask2Former(path)
     for size, batch in ((EXPORT_SIZE, 1), (OTHER_SIZES[1], 2)):
-        images = torch.stack([_well_conditioned_image(model, size)] * batch)
+        images = torch.stack([_well_conditioned_image(model, size)[0]] * batch)
         with torch.no_grad():
             expected = ExportableMaskFormer(model)(images.float())
         for e, a in zip(expected, runner.head_outputs(images.numpy())):
