@@ -174,6 +174,20 @@ def _as_numpy(results):
     return out
 
 
+def test_graphs_are_made_of_standard_operators(exported):
+    """No op of this package's native library: MSDeformAttn is GridSample, opset 18."""
+    import onnx
+
+    _, runners, _ = exported
+    graph = onnx.load(runners["onnx"].path, load_external_data=False)
+    assert [(o.domain, o.version) for o in graph.opset_import] == [("", 18)]
+    op_types = {node.op_type for node in graph.graph.node}
+    assert "GridSample" in op_types
+    torchscript = runners["torchscript"].backend.module
+    assert "mask2former::" not in str(torchscript.inlined_graph)
+    assert "aten::grid_sampler" in str(torchscript.inlined_graph)
+
+
 def test_onnx_batch_equals_single_images(exported):
     _, runners, _ = exported
     images = np.stack([_image(EXPORT_SIZE, seed).numpy() for seed in (1, 2)])

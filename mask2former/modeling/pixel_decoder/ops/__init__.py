@@ -33,7 +33,7 @@ _BACKEND_ENV = "MASK2FORMER_MS_DEFORM_ATTN"
 _BACKEND = os.environ.get(_BACKEND_ENV, "auto")
 if _BACKEND not in ("auto", "native", "pytorch"):
     raise ValueError(f"{_BACKEND_ENV}={_BACKEND!r}: use 'auto', 'native' or 'pytorch'.")
-_logged_device_types = set()
+_logged_device_types = set()  # (device type, exporting) pairs
 
 
 def _exporting():
@@ -54,9 +54,10 @@ def _use_native(device_type):
 
 
 def _log_choice_once(device_type, native):
-    if device_type in _logged_device_types:
+    key = (device_type, _exporting())
+    if key in _logged_device_types:
         return
-    _logged_device_types.add(device_type)
+    _logged_device_types.add(key)
     if native:
         logger.info("MSDeformAttn on %s: native op.", device_type)
     elif _exporting():
