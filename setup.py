@@ -99,7 +99,12 @@ setup(
         "Pillow",
         "shapely",  # Detectron2's Cityscapes instance loader
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={
+        "test": ["pytest", "hypothesis"],
+        # Export (tools/deploy/export_model.py) and ONNX Runtime inference (mask2former.deploy);
+        # onnxscript serves the torch.export-based exporter (--onnx-exporter dynamo).
+        "deploy": ["onnx>=1.16", "onnxruntime>=1.17", "onnxscript>=0.2"],
+    },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

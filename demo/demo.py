@@ -4,6 +4,9 @@ Mask2Former demo: draw panoptic, instance or semantic predictions on images, a v
     python demo/demo.py --config-file configs/shapes/maskformer2_R18_shapes.yaml \
         --input "images/*.jpg" --video-input clip.mp4 --output out/ \
         --opts MODEL.WEIGHTS output/main_job/model_final.pth
+
+MODEL.WEIGHTS may name a model exported by tools/deploy/export_model.py (model.onnx, run by ONNX
+Runtime, or model.ts, TorchScript) instead of a checkpoint.
 """
 import argparse
 import glob

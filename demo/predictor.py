@@ -9,6 +9,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 from mask2former.checkpoint import MaskFormerCheckpointer
+from mask2former.export import ExportedMaskFormer, is_exported_model
 from mask2former.modeling.postprocessing import resize_results
 
 logger = logging.getLogger(__name__)
@@ -55,13 +56,22 @@ class MaskFormerPredictor(DefaultPredictor):
     resize, eval mode) whose weights must fit the model: a checkpoint holding parameters of
     other shapes (e.g. trained for another number of classes) is an error naming them, not a
     partly random model. ``metadata`` is the model's (the test dataset's, else the train one's).
+
+    When MODEL.WEIGHTS names a model exported by tools/deploy/export_model.py (``.onnx``, run by
+    ONNX Runtime, or TorchScript ``.ts``), that model runs instead of the PyTorch one; it must
+    fit the config as well (class count, queries, input format, pixel mean and std).
     """
 
     def __init__(self, cfg):
         self.cfg = cfg.clone()
-        self.model = build_model(self.cfg).eval()
+        if is_exported_model(cfg.MODEL.WEIGHTS):
+            self.model = ExportedMaskFormer(self.cfg)
+        else:
+            self.model = build_model(self.cfg).eval()
+            MaskFormerCheckpointer(self.model, require_matching_shapes=True).load(
+                cfg.MODEL.WEIGHTS
+            )
         self.metadata = self.model.metadata
-        MaskFormerCheckpointer(self.model, require_matching_shapes=True).load(cfg.MODEL.WEIGHTS)
         self.aug = T.ResizeShortestEdge(
             [cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST
         )

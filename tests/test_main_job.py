@@ -107,20 +107,6 @@ def test_video_frames_move():
     assert np.abs(frames[0].astype(int) - frames[3].astype(int)).mean() > 1
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """Run the real entry point once: ``tools/main_job.py --quick``."""
-    tmp = tmp_path_factory.mktemp("main_job")
-    output, data_root = tmp / "out", tmp / "data"
-    proc = subprocess.run(
-        [sys.executable, "tools/main_job.py", "--quick", "--output", str(output),
-         "--data-root", str(data_root)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return output, data_root, proc.stdout
-
-
 def _decodes(path):
     image = cv2.imread(str(path))
     assert image is not None, f"{path} does not decode"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up ./.venv (or $VENV) with everything Mask2Former needs, offline but for the package index:
-# torch + torchvision, the Python dependencies, Detectron2 (tools/install_detectron2.py) and this
-# package, editable, with its native MSDeformAttn op. Safe to run again: when nothing it depends on
+# torch + torchvision, the Python dependencies (with the test and deploy extras: pytest, onnx,
+# onnxruntime), Detectron2 (tools/install_detectron2.py) and this package, editable, with its
+# native MSDeformAttn op. Safe to run again: when nothing it depends on
 # changed since the last successful run, it checks the environment and returns in seconds.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ stamp="$(stamp_inputs | sha256sum | cut -d' ' -f1)"
 stamp_file="$venv/.mask2former-setup-stamp"
 
 if [[ -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" ]] \
-   && "$venv/bin/python" -c "import torch, detectron2, mask2former" 2>/dev/null; then
+   && "$venv/bin/python" -c "import torch, detectron2, mask2former, onnxruntime" 2>/dev/null; then
   say "environment in $venv is up to date"
   exit 0
 fi
@@ -38,18 +39,19 @@ say "installing ${torch_pins[*]}"
 pip_quiet install -q "${torch_pins[@]}"
 
 say "installing the Python dependencies and mask2former (editable, with its native op)"
-pip_quiet install -q --no-build-isolation -e ".[test]"
+pip_quiet install -q --no-build-isolation -e ".[test,deploy]"
 
 say "installing Detectron2"
 "$venv/bin/python" tools/install_detectron2.py 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 
 "$venv/bin/python" - <<'PY'
+import onnxruntime
 import torch
 import detectron2
 import mask2former
 from mask2former.modeling.pixel_decoder.ops import ms_deform_attn
 print(f"[setup_env] torch {torch.__version__}, detectron2 {detectron2.__version__}, "
-      f"mask2former from {mask2former.__file__}")
+      f"onnxruntime {onnxruntime.__version__}, mask2former from {mask2former.__file__}")
 PY
 echo "$stamp" > "$stamp_file"
 say "done: use $venv/bin/python"

@@ -12,7 +12,6 @@ Parameter names follow the official Swin release (``patch_embed``, ``layers.{i}.
 ``layers.{i}.downsample``, ``norm{i}``), so its converted checkpoints and the published
 Mask2Former checkpoints load unchanged.
 """
-import math
 
 import torch
 import torch.nn.functional as F
@@ -190,13 +189,14 @@ def shifted_window_mask(Hp, Wp, window_size, shift_size, device):
     that are not neighbours in the image; tokens may attend only within their own region.
     Returns (nW, N, N) with 0 for allowed pairs and -100 (softmax weight ~0) otherwise.
     """
-    region = torch.zeros((1, Hp, Wp, 1), device=device)
-    bands = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
-    label = 0
-    for h in bands:
-        for w in bands:
-            region[:, h, w, :] = label
-            label += 1
+
+    def bands(size):
+        # 0 before the last window, 1 in it before the seam, 2 after the seam.
+        index = torch.arange(size, device=device)
+        return (index >= size - window_size).long() + (index >= size - shift_size).long()
+
+    # Computed, not assigned slice by slice, so that a trace keeps Hp and Wp symbolic.
+    region = (bands(Hp)[:, None] * 3 + bands(Wp)[None, :]).float()[None, :, :, None]
     ids = window_partition(region, window_size).squeeze(-1)  # (nW, N)
     same = ids[:, None, :] == ids[:, :, None]
     return torch.zeros(same.shape, device=device).masked_fill(~same, -100.0)
@@ -253,7 +253,7 @@ class BasicLayer(nn.Module):
             and H', W'.
         """
         ws = self.window_size
-        Hp, Wp = math.ceil(H / ws) * ws, math.ceil(W / ws) * ws
+        Hp, Wp = H + (-H) % ws, W + (-W) % ws
         mask = shifted_window_mask(Hp, Wp, ws, self.shift_size, x.device)
         for block in self.blocks:
             if self.use_checkpoint and self.training:

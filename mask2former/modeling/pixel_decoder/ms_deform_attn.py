@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .ops import ms_deform_attn
+from .ops import ms_deform_attn, spatial_shapes_tensor
 
 
 class MSDeformAttn(nn.Module):
@@ -71,7 +71,8 @@ class MSDeformAttn(nn.Module):
                 ((j + 0.5) / W, (i + 0.5) / H)).
             input_flatten: (B, Len_in, C) values of all levels, each flattened row-major and
                 concatenated, Len_in = sum_l H_l * W_l.
-            input_spatial_shapes: (L, 2) int64, (H_l, W_l) of each level.
+            input_spatial_shapes: (L, 2) int64 tensor or list of L (H_l, W_l) int pairs, the
+                size of each level (a list keeps the sizes symbolic when the model is traced).
             input_level_start_index: (L,) int64, offset of each level in Len_in.
             input_padding_mask: optional (B, Len_in) bool, True at padded positions, whose
                 values are zeroed before sampling.
@@ -98,7 +99,10 @@ class MSDeformAttn(nn.Module):
         ).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
 
         # Offsets are in pixels of each level: divide by (W_l, H_l).
-        offset_normalizer = input_spatial_shapes.flip(-1).to(sampling_offsets.dtype)
+        offset_normalizer = (
+            spatial_shapes_tensor(input_spatial_shapes, query.device).flip(-1)
+            .to(sampling_offsets.dtype)
+        )
         sampling_locations = (
             reference_points[:, :, None, :, None, :]
             + sampling_offsets / offset_normalizer[None, None, None, :, None, :]

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from ..transformer_decoder.position_encoding import PositionEmbeddingSine
 from .build import PIXEL_DECODER_REGISTRY
 from .ms_deform_attn import MSDeformAttn
+from .ops import level_shapes_list, spatial_shapes_tensor
 
 
 class MSDeformAttnEncoderLayer(nn.Module):
@@ -42,7 +43,7 @@ class MSDeformAttnEncoderLayer(nn.Module):
             src: (B, Len, C) features of all levels, flattened and concatenated.
             pos: (B, Len, C) position (+ level) embeddings.
             reference_points: (B, Len, L, 2) normalized (x, y) reference points.
-            spatial_shapes: (L, 2) int64 (H_l, W_l).
+            spatial_shapes: list of L (H_l, W_l) int pairs (or an (L, 2) int64 tensor).
             level_start_index: (L,) int64.
 
         Returns:
@@ -96,17 +97,18 @@ class MSDeformAttnEncoder(nn.Module):
         Args:
             src: (B, Len, C) flattened features of all levels.
             pos: (B, Len, C) position (+ level) embeddings.
-            spatial_shapes: (L, 2) int64 (H_l, W_l).
+            spatial_shapes: list of L (H_l, W_l) int pairs (or an (L, 2) int64 tensor).
             level_start_index: (L,) int64.
 
         Returns:
             (B, Len, C) encoded features.
         """
+        level_shapes = level_shapes_list(spatial_shapes)
         reference_points = self.reference_points(
-            spatial_shapes.tolist(), src.shape[0], spatial_shapes.shape[0], src.device
+            level_shapes, src.shape[0], len(level_shapes), src.device
         ).to(src.dtype)
         for layer in self.layers:
-            src = layer(src, pos, reference_points, spatial_shapes, level_start_index)
+            src = layer(src, pos, reference_points, level_shapes, level_start_index)
         return src
 
 
@@ -160,7 +162,8 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
 
         Returns:
             memory: (B, Len, C) encoded features of all levels, Len = sum_l H_l * W_l.
-            spatial_shapes: (L, 2) int64 (H_l, W_l).
+            spatial_shapes: list of L (H_l, W_l) int pairs, read from the maps' shapes (so they
+                stay symbolic when the model is traced for export).
             level_start_index: (L,) int64 offset of each level in Len.
         """
         src_flatten, pos_flatten = [], []
@@ -169,12 +172,9 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
             pos_flatten.append(pos.flatten(2).transpose(1, 2) + self.level_embed[level][None, None])
         src_flatten = torch.cat(src_flatten, 1)
         pos_flatten = torch.cat(pos_flatten, 1)
-        spatial_shapes = torch.as_tensor(
-            [tuple(src.shape[-2:]) for src in srcs], dtype=torch.long, device=src_flatten.device
-        )
-        level_start_index = torch.cat(
-            (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
-        )
+        spatial_shapes = [tuple(src.shape[-2:]) for src in srcs]
+        level_sizes = spatial_shapes_tensor(spatial_shapes, src_flatten.device).prod(1)
+        level_start_index = torch.cat((level_sizes.new_zeros((1,)), level_sizes.cumsum(0)[:-1]))
         memory = self.encoder(src_flatten, pos_flatten, spatial_shapes, level_start_index)
         return memory, spatial_shapes, level_start_index
 

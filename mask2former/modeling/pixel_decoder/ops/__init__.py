@@ -6,6 +6,11 @@ was built and has a kernel for the tensors' device, else the pure PyTorch implem
 (``ms_deform_attn_pytorch``); both take the same arguments and give equal results. The first call
 on each device type logs which one runs.
 
+While the model is exported (``torch.onnx.export``, ``torch.jit.trace``) the PyTorch
+implementation always runs: the exported graph is then made of standard operators (``grid_sample``:
+ONNX GridSample, opset >= 16), which ONNX Runtime and TorchScript run without this package's
+native library.
+
 Set the environment variable ``MASK2FORMER_MS_DEFORM_ATTN=pytorch`` (before the first call) to
 always run the PyTorch implementation, e.g. to compare the two; ``native`` makes a missing native
 op an error; ``auto`` (the default) picks as above.
@@ -17,9 +22,10 @@ import torch
 
 from .ms_deform_attn_native import NATIVE_OP_ERROR, ms_deform_attn_native, native_op_available
 from .ms_deform_attn_pytorch import ms_deform_attn_pytorch
+from .spatial_shapes import level_shapes_list, spatial_shapes_tensor
 
 __all__ = ["ms_deform_attn", "ms_deform_attn_native", "ms_deform_attn_pytorch",
-           "native_op_available"]
+           "native_op_available", "level_shapes_list", "spatial_shapes_tensor"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +33,15 @@ _BACKEND_ENV = "MASK2FORMER_MS_DEFORM_ATTN"
 _BACKEND = os.environ.get(_BACKEND_ENV, "auto")
 if _BACKEND not in ("auto", "native", "pytorch"):
     raise ValueError(f"{_BACKEND_ENV}={_BACKEND!r}: use 'auto', 'native' or 'pytorch'.")
-_logged_device_types = set()
+_logged_device_types = set()  # (device type, exporting) pairs
+
+
+def _exporting():
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def _use_native(device_type):
-    if _BACKEND == "pytorch":
+    if _BACKEND == "pytorch" or _exporting():
         return False
     available = native_op_available(device_type)
     if _BACKEND == "native" and not available:
@@ -44,11 +54,15 @@ def _use_native(device_type):
 
 
 def _log_choice_once(device_type, native):
-    if device_type in _logged_device_types:
+    key = (device_type, _exporting())
+    if key in _logged_device_types:
         return
-    _logged_device_types.add(device_type)
+    _logged_device_types.add(key)
     if native:
         logger.info("MSDeformAttn on %s: native op.", device_type)
+    elif _exporting():
+        logger.info("MSDeformAttn on %s: PyTorch implementation (exporting: standard "
+                    "operators only).", device_type)
     elif _BACKEND == "pytorch":
         logger.info("MSDeformAttn on %s: PyTorch implementation (%s=pytorch).", device_type,
                     _BACKEND_ENV)
@@ -64,7 +78,8 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
 
     Args:
         value: (B, Len_in, nHeads, C) values of all levels, flattened and concatenated.
-        spatial_shapes: (L, 2) int64, (H_l, W_l) of each level.
+        spatial_shapes: (L, 2) int64 tensor or list of L (H_l, W_l) int pairs, the size of each
+            level (see ``spatial_shapes.py``).
         level_start_index: (L,) int64, offset of each level in Len_in.
         sampling_locations: (B, Len_q, nHeads, L, P, 2), (x, y) normalized to [0, 1] per level.
         attention_weights: (B, Len_q, nHeads, L, P)
@@ -76,6 +91,10 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
     native = _use_native(device_type)
     if not torch.compiler.is_compiling():
         _log_choice_once(device_type, native)
-    implementation = ms_deform_attn_native if native else ms_deform_attn_pytorch
-    return implementation(value, spatial_shapes, level_start_index, sampling_locations,
-                          attention_weights)
+    if native:
+        return ms_deform_attn_native(
+            value, spatial_shapes_tensor(spatial_shapes, value.device), level_start_index,
+            sampling_locations, attention_weights,
+        )
+    return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations,
+                                  attention_weights)

@@ -2,6 +2,8 @@
 import torch
 import torch.nn.functional as F
 
+from .spatial_shapes import level_shapes_list
+
 
 def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations,
                            attention_weights):
@@ -11,7 +13,8 @@ def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_lo
 
     Args:
         value: (B, Len_in, nHeads, C) values of all levels, flattened and concatenated.
-        spatial_shapes: (L, 2) int64, (H_l, W_l) of each level; sum(H_l * W_l) == Len_in.
+        spatial_shapes: (L, 2) int64 tensor or list of L (H_l, W_l) int pairs, the size of each
+            level; sum(H_l * W_l) == Len_in. A list keeps the sizes symbolic when traced.
         level_start_index: (L,) int64, offset of each level in Len_in (unused here; kept so
             both implementations share one signature).
         sampling_locations: (B, Len_q, nHeads, L, P, 2) locations (x, y) normalized to
@@ -23,7 +26,7 @@ def ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_lo
     """
     batch, _, num_heads, channels = value.shape
     _, num_queries, _, num_levels, num_points, _ = sampling_locations.shape
-    level_shapes = spatial_shapes.tolist()  # one device-to-host copy for all levels
+    level_shapes = level_shapes_list(spatial_shapes)
     value_per_level = value.split([height * width for height, width in level_shapes], dim=1)
     # grid_sample takes locations in [-1, 1].
     sampling_grids = 2 * sampling_locations - 1
