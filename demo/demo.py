@@ -15,6 +15,7 @@ import sys
 import time
 
 import cv2
+import torch
 import tqdm
 from detectron2.utils.logger import setup_logger
 
@@ -22,9 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from predictor import TASKS, VisualizationDemo  # noqa: E402
 
 from mask2former.config import get_maskformer2_cfg  # noqa: E402
-from mask2former.engine import apply_cuda_settings  # noqa: E402
 from mask2former.data.image_io import ImageReadError, read_image  # noqa: E402
-from mask2former.engine.threads import install_adaptive_threads  # noqa: E402
+from mask2former.engine import apply_cuda_settings, install_adaptive_threads  # noqa: E402
 
 WINDOW_NAME = "mask2former"
 
@@ -188,7 +188,8 @@ def main(argv=None):
     if args.video_input and not args.webcam:
         open_video(args.video_input).release()  # fail before building the model
     demo = VisualizationDemo(setup_cfg(args), args.confidence_threshold, args.task)
-    install_adaptive_threads(demo.predictor.model)
+    if isinstance(demo.predictor.model, torch.nn.Module):  # exported models run their own threads
+        install_adaptive_threads(demo.predictor.model)
 
     failed = []
     if args.input:
