@@ -9,6 +9,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone, bu
 from detectron2.structures import BitMasks, ImageList
 from torch import nn
 
+from .deploy.deploy_info import check_inference_tasks
+from .deploy.postprocessing import DEFAULT_CHUNK_MB, chunk_elements, semantic_at_output_size
 from .modeling.criterion import SetCriterion
 from .modeling.matcher import HungarianMatcher
 from .modeling.postprocessing import (
@@ -82,7 +84,7 @@ class MaskFormer(nn.Module):
         test_topk_per_image: int,
         semantic_output: str = "scores",
         postprocess_at_network_resolution: bool = False,
-        postprocess_chunk_mb: float = 64,
+        postprocess_chunk_mb: float = DEFAULT_CHUNK_MB,
     ):
         """
         Args:
@@ -111,16 +113,7 @@ class MaskFormer(nn.Module):
                 post-processing never holds the (Q, height, width) logits whole.
         """
         super().__init__()
-        if semantic_output not in ("scores", "labels"):
-            raise ValueError(
-                f"MaskFormer: MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT is {semantic_output!r}; "
-                f"use 'scores' or 'labels'"
-            )
-        if not (semantic_on or panoptic_on or instance_on):
-            raise ValueError(
-                "MaskFormer: no inference task is on; set one of MODEL.MASK_FORMER.TEST."
-                "SEMANTIC_ON / PANOPTIC_ON / INSTANCE_ON to True"
-            )
+        check_inference_tasks(semantic_on, panoptic_on, instance_on, semantic_output, "MaskFormer")
         if panoptic_on and not hasattr(metadata, "thing_dataset_id_to_contiguous_id"):
             raise ValueError(
                 f"MaskFormer: panoptic inference needs 'thing_dataset_id_to_contiguous_id' in the "
@@ -146,7 +139,7 @@ class MaskFormer(nn.Module):
         self.test_topk_per_image = test_topk_per_image
         self.semantic_output = semantic_output
         self.postprocess_at_network_resolution = postprocess_at_network_resolution
-        self.chunk_elements = max(1, int(postprocess_chunk_mb * 2**20) // 4)
+        self.chunk_elements = chunk_elements(postprocess_chunk_mb)
         self.thing_classes = (
             set(metadata.thing_dataset_id_to_contiguous_id.values()) if panoptic_on else None
         )
@@ -262,12 +255,10 @@ class MaskFormer(nn.Module):
         padded_size = tuple(images.tensor.shape[-2:])
         labels = self.semantic_output == "labels"
         fast = self.postprocess_at_network_resolution
-        # Semantic scores are computed at the output size when the other tasks resize the
-        # masks there anyway (or when asked); else at the input size, then resized.
-        resize_first = (
-            self.sem_seg_postprocess_before_inference or self.panoptic_on or self.instance_on
+        semantic_at_output = semantic_at_output_size(
+            self.semantic_on, self.panoptic_on, self.instance_on,
+            self.sem_seg_postprocess_before_inference, fast,
         )
-        semantic_at_output = self.semantic_on and resize_first and not fast
         options = dict(
             object_mask_threshold=self.object_mask_threshold,
             overlap_threshold=self.overlap_threshold,

@@ -6,6 +6,9 @@ alone (TorchScript exports need torch): no Detectron2, no training code, no nati
     runner = ExportedMask2Former("model.onnx")
     results = runner(image_bgr)    # {"sem_seg", "panoptic_seg", "instances"} as numpy
 
+The post-processing's memory grows with the outputs, not with queries x pixels (see
+:mod:`mask2former.deploy.postprocessing`), so that large photos run in bounded memory.
+
 This subpackage imports neither torch nor onnxruntime at import time.
 """
 from .deploy_info import DeployInfo, InferenceSettings, InputPolicy

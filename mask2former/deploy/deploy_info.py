@@ -8,15 +8,47 @@ archive), so a model file is never separated from it, and beside the model as ``
 for people to read.
 """
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Dict, List, Optional
 
-__all__ = ["DeployInfo", "InferenceSettings", "InputPolicy", "DEPLOY_INFO_KEY", "FORMAT_VERSION"]
+from .postprocessing import DEFAULT_CHUNK_MB
+
+__all__ = [
+    "DeployInfo",
+    "InferenceSettings",
+    "InputPolicy",
+    "DEPLOY_INFO_KEY",
+    "FORMAT_VERSION",
+    "SEMANTIC_OUTPUTS",
+    "check_inference_tasks",
+]
 
 # The ONNX metadata_props key (and the TorchScript extra file "<key>.json") holding the JSON.
 DEPLOY_INFO_KEY = "mask2former"
-# Version of the JSON layout below; readers refuse other versions.
+# Version of the JSON layout below; readers refuse other versions. Fields added later with a
+# default (the post-processing options of InferenceSettings) keep the version: files without
+# them read as their defaults, and readers that predate them ignore them.
 FORMAT_VERSION = 1
+# Values of MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT: the (K, H, W) "sem_seg" scores, or the
+# (H, W) "sem_seg_labels" map.
+SEMANTIC_OUTPUTS = ("scores", "labels")
+
+
+def check_inference_tasks(semantic_on, panoptic_on, instance_on, semantic_output, owner):
+    """
+    Refuse inference settings that ``MaskFormer`` and the runner of exported models cannot
+    follow, naming the config key; ``owner`` (e.g. "MaskFormer") begins the message.
+    """
+    if semantic_output not in SEMANTIC_OUTPUTS:
+        raise ValueError(
+            f"{owner}: MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT is {semantic_output!r}; "
+            f"use 'scores' or 'labels'"
+        )
+    if not (semantic_on or panoptic_on or instance_on):
+        raise ValueError(
+            f"{owner}: no inference task is on; set one of MODEL.MASK_FORMER.TEST."
+            "SEMANTIC_ON / PANOPTIC_ON / INSTANCE_ON to True"
+        )
 
 
 @dataclass
@@ -65,6 +97,13 @@ class InferenceSettings:
         thing_ids: contiguous ids of the thing classes, which panoptic inference tells from stuff
             and instance inference keeps; None (models without panoptic output): instance
             inference keeps every class.
+        semantic_output: "scores" (result "sem_seg" (K, H, W)) or "labels" ("sem_seg_labels"
+            (H, W), their argmax made without them) (``MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT``).
+        postprocess_at_network_resolution: post-process at the input image's size and resize
+            only the results to the output size (``MODEL.MASK_FORMER.TEST.
+            POSTPROCESS_AT_NETWORK_RESOLUTION``).
+        postprocess_chunk_mb: memory (MiB) of one chunk of mask logits resized to the output
+            size (``MODEL.MASK_FORMER.TEST.POSTPROCESS_CHUNK_MB``).
     """
 
     semantic_on: bool
@@ -75,6 +114,13 @@ class InferenceSettings:
     test_topk_per_image: int
     sem_seg_postprocess_before_inference: bool
     thing_ids: Optional[List[int]]
+    semantic_output: str = "scores"
+    postprocess_at_network_resolution: bool = False
+    postprocess_chunk_mb: float = DEFAULT_CHUNK_MB
+
+    def __post_init__(self):
+        check_inference_tasks(self.semantic_on, self.panoptic_on, self.instance_on,
+                              self.semantic_output, "inference settings")
 
 
 @dataclass
@@ -128,6 +174,8 @@ class DeployInfo:
             return _from_dict(cls, data)
         except (KeyError, TypeError) as error:
             raise ValueError(f"{source}: incomplete Mask2Former deploy info ({error})")
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}")
 
     def class_names(self):
         """Names of the K classes by contiguous id (stuff_classes list every class)."""
@@ -135,8 +183,8 @@ class DeployInfo:
 
 
 def _from_dict(cls, data):
-    names = [f.name for f in fields(cls)]
-    missing = [name for name in names if name not in data]
+    required = [f.name for f in fields(cls) if f.default is MISSING]
+    missing = [name for name in required if name not in data]
     if missing:
         raise KeyError(f"{cls.__name__} lacks {missing}")
-    return cls(**{name: data[name] for name in names})
+    return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

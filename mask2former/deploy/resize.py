@@ -5,13 +5,23 @@ an exported model sees the same inputs and gives its results at the same sizes:
 - :func:`resize_image` resizes uint8 images like Detectron2's ``ResizeTransform`` (Pillow's
   bilinear filter with its 22-bit fixed-point weights; identical bytes);
 - :func:`resize_maps` resizes float maps like ``torch.nn.functional.interpolate(mode="bilinear",
-  align_corners=False)``, which ``sem_seg_postprocess`` uses to bring results to the output size.
+  align_corners=False)``, which ``sem_seg_postprocess`` uses to bring results to the output size;
+  :func:`resize_map_rows` gives a band of its rows (the same values) from the source rows it
+  needs, so that large outputs are made a band at a time;
+- :func:`nearest_index` is the nearest-neighbour rule that resizes results (label maps, masks).
 """
 import math
 
 import numpy as np
 
-__all__ = ["shortest_edge_size", "resize_image", "resize_maps"]
+__all__ = [
+    "shortest_edge_size",
+    "resize_image",
+    "resize_maps",
+    "resize_map_rows",
+    "bilinear_taps",
+    "nearest_index",
+]
 
 # Pillow's fixed-point precision of the 8-bit resampling weights (Resample.c).
 _PRECISION_BITS = 32 - 8 - 2
@@ -93,15 +103,66 @@ def resize_image(image, new_height, new_width):
     return image
 
 
-def _torch_bilinear_taps(in_size, out_size):
-    """Indices and float32 weights of PyTorch's bilinear upsampling, align_corners=False."""
+def bilinear_taps(in_size, out_size):
+    """
+    Source indices and weights of a bilinear resize along one axis, with PyTorch's rule
+    (``F.interpolate(mode="bilinear", align_corners=False)``: float32 source positions, clamped
+    at the first index, the last index repeated at the far edge).
+
+    The one definition of the bilinear resize's source positions: ``resize_maps`` reads it, and
+    so does the PyTorch post-processing when it resizes a band of rows
+    (mask2former/modeling/postprocessing.py).
+
+    Returns:
+        (low (out,) int64, high (out,) int64, w_low (out,) float32, w_high (out,) float32):
+        output[i] = input[low[i]] * w_low[i] + input[high[i]] * w_high[i].
+    """
     scale = np.float32(in_size) / np.float32(out_size)
     source = scale * (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
     source = np.maximum(source, np.float32(0))
     low = source.astype(np.int64)
-    weight_high = np.minimum(source - low.astype(np.float32), np.float32(1))
+    w_high = np.minimum(source - low.astype(np.float32), np.float32(1))
     high = low + (low < in_size - 1)
-    return low, high, np.float32(1) - weight_high, weight_high
+    return low, high, np.float32(1) - w_high, w_high
+
+
+def nearest_index(in_size, out_size):
+    """
+    Source index of each output index of a centered nearest-neighbour resize along one axis:
+    (out_size,) int64, ``floor((i + 0.5) * in_size / out_size)``. The one definition of the
+    nearest resize of results (panoptic ids, instance masks, label maps) of both
+    post-processings.
+    """
+    out = np.arange(out_size, dtype=np.float64)
+    return np.minimum(np.floor((out + 0.5) * (in_size / out_size)).astype(np.int64), in_size - 1)
+
+
+def resize_map_rows(maps, height, width, start, stop):
+    """
+    Output rows [start, stop) of :func:`resize_maps`, the same values to the bit, reading only
+    the source rows they need (columns resized first, then rows, as ``resize_maps`` does).
+
+    Args:
+        maps: (C, H, W) float32.
+
+    Returns:
+        (C, stop - start, width) float32.
+    """
+    if maps.shape[-2] == height:
+        return _resize_columns(maps[:, start:stop], width)
+    low, high, w_low, w_high = (x[start:stop] for x in bilinear_taps(maps.shape[-2], height))
+    first, last = int(low[0]), int(high[-1]) + 1
+    columns = _resize_columns(maps[:, first:last], width)
+    low, high = low - first, high - first
+    return columns[:, low, :] * w_low[:, None] + columns[:, high, :] * w_high[:, None]
+
+
+def _resize_columns(maps, width):
+    """(C, R, W) -> (C, R, width): the bilinear resize along the last axis."""
+    if maps.shape[-1] == width:
+        return maps
+    low, high, w_low, w_high = bilinear_taps(maps.shape[-1], width)
+    return maps[:, :, low] * w_low + maps[:, :, high] * w_high
 
 
 def resize_maps(maps, height, width):
@@ -117,7 +178,4 @@ def resize_maps(maps, height, width):
     """
     if maps.shape[-2:] == (height, width):
         return maps
-    low, high, w_low, w_high = _torch_bilinear_taps(maps.shape[-1], width)
-    rows = maps[:, :, low] * w_low + maps[:, :, high] * w_high
-    low, high, w_low, w_high = _torch_bilinear_taps(maps.shape[-2], height)
-    return rows[:, low, :] * w_low[:, None] + rows[:, high, :] * w_high[:, None]
+    return resize_map_rows(maps, height, width, 0, height)

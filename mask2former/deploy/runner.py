@@ -25,8 +25,10 @@ class ExportedMask2Former:
 
     Attributes:
         info (DeployInfo): what the model file carries (input policy, metadata, ...).
-        settings (InferenceSettings): the inference settings used, from the model file unless
-            replaced, e.g. ``dataclasses.replace(runner.settings, object_mask_threshold=0.5)``.
+        settings (InferenceSettings): the inference settings used, from the model file (the
+            export config's ``MODEL.MASK_FORMER.TEST``) unless replaced, e.g. a label map
+            instead of the (K, H, W) semantic scores for a large photo:
+            ``runner.settings = dataclasses.replace(runner.settings, semantic_output="labels")``.
     """
 
     def __init__(self, path, *, num_threads=None, providers=None):

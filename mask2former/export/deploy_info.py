@@ -35,6 +35,9 @@ def inference_settings_from_config(cfg):
         test_topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
         sem_seg_postprocess_before_inference=test.SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE,
         thing_ids=thing_ids,
+        semantic_output=test.SEMANTIC_OUTPUT,
+        postprocess_at_network_resolution=test.POSTPROCESS_AT_NETWORK_RESOLUTION,
+        postprocess_chunk_mb=test.POSTPROCESS_CHUNK_MB,
     )
     return settings, metadata
 

@@ -51,11 +51,14 @@ class ExportedMaskFormer:
     Runs an exported model (ONNX Runtime or TorchScript) like ``MaskFormer`` in eval mode:
     ``model(batched_inputs)`` takes the same list of input dicts ("image" (C, H, W) after the
     test-time resize, optional "height", "width") and returns the same list of result dicts
-    ("sem_seg", "panoptic_seg", "instances" as Detectron2 tensors and :class:`Instances`).
+    ("sem_seg" or "sem_seg_labels", "panoptic_seg", "instances" as Detectron2 tensors and
+    :class:`Instances`).
 
-    The inference settings (tasks, thresholds, detections per image) come from the config, as
-    for the PyTorch model; the config must agree with the exported graph on the class count,
-    the queries, the input format and the pixel normalization.
+    The inference settings (tasks, thresholds, detections per image, semantic output,
+    post-processing at the network resolution, chunk size: ``MODEL.MASK_FORMER.TEST``) come from
+    the config, as for the PyTorch model, and mean what they mean there; the config must agree
+    with the exported graph on the class count, the queries, the input format and the pixel
+    normalization.
 
     Attributes:
         runner (ExportedMask2Former): the exported model.
@@ -90,8 +93,9 @@ class ExportedMaskFormer:
 def _to_detectron2(results, image_size):
     """numpy results (mask2former.deploy.postprocessing) -> MaskFormer's output dict."""
     out = {}
-    if "sem_seg" in results:
-        out["sem_seg"] = torch.from_numpy(results["sem_seg"])
+    for key in ("sem_seg", "sem_seg_labels"):
+        if key in results:
+            out[key] = torch.from_numpy(results[key])
     if "panoptic_seg" in results:
         panoptic_seg, segments_info = results["panoptic_seg"]
         out["panoptic_seg"] = (torch.from_numpy(panoptic_seg), segments_info)

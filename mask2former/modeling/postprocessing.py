@@ -13,12 +13,29 @@ each chunk's sigmoid once for all tasks, and each task keeps only what it return
 queries gives exactly the values of resizing all of them at once, so the results equal the
 unchunked computation. :func:`semantic_labels` and :func:`resize_semantic` give the
 semantic argmax (H, W) without ever holding the (K, H, W) scores, in chunks of rows.
-"""
-import math
 
+The decisions are shared with the numpy post-processing of exported models and defined there,
+torch-free (mask2former/deploy/postprocessing.py): which queries panoptic inference keeps and
+its segment decisions, which (query, class) pairs instance inference keeps, the boxes enclosing
+masks, the chunk sizes, and the resize rules (mask2former/deploy/resize.py). The per-pixel work
+is written twice, here in torch (tensors stay on their device and in their dtype) and there in
+numpy (exported models run without torch); tests/test_deploy_runner.py checks that both give
+the same results.
+"""
 import torch
 import torch.nn.functional as F
 from detectron2.structures import Boxes, Instances
+
+from ..deploy.postprocessing import (
+    DEFAULT_CHUNK_ELEMENTS,
+    boxes_from_projections,
+    panoptic_keep,
+    panoptic_segments,
+    queries_per_chunk,
+    rows_per_chunk,
+    top_pairs,
+)
+from ..deploy.resize import bilinear_taps, nearest_index
 
 __all__ = [
     "MaskLogits",
@@ -32,10 +49,6 @@ __all__ = [
     "panoptic_categories",
     "DEFAULT_CHUNK_ELEMENTS",
 ]
-
-# Values of one chunk of upsampled mask logits: 16 Mi float32 = 64 MiB.
-DEFAULT_CHUNK_ELEMENTS = 1 << 24
-
 
 def _bilinear(x, size):
     """(C, h, w) -> (C, H, W), bilinear with align_corners=False (Detectron2's resizes)."""
@@ -99,13 +112,11 @@ class MaskLogits:
 def _row_weights(in_rows, out_rows, start, stop, device):
     """
     Bilinear (align_corners=False) source rows of output rows [start, stop) when resizing
-    ``in_rows`` to ``out_rows``: (top (R,) int64, bottom (R,) int64, weight of bottom (R,)).
+    ``in_rows`` to ``out_rows`` (``bilinear_taps``, F.interpolate's rule): (top (R,) int64,
+    bottom (R,) int64, weight of bottom (R,) float32) on ``device``.
     """
-    out = torch.arange(start, stop, device=device, dtype=torch.float64)
-    source = ((out + 0.5) * (in_rows / out_rows) - 0.5).clamp(min=0)
-    top = source.floor().long().clamp(max=in_rows - 1)
-    bottom = (top + 1).clamp(max=in_rows - 1)
-    return top, bottom, (source - top).to(torch.float32)
+    top, bottom, _, weight = bilinear_taps(in_rows, out_rows)
+    return tuple(torch.from_numpy(x[start:stop]).to(device) for x in (top, bottom, weight))
 
 
 def _needed_rows(weights):
@@ -127,10 +138,6 @@ def _resize_rows(x, first_row, weights, out_width):
     return rows
 
 
-def _rows_per_chunk(channels, width, chunk_elements):
-    return max(1, chunk_elements // max(1, channels * width))
-
-
 def semantic_labels(mask_cls, masks, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     """
     The class of each pixel, argmax of :func:`semantic_inference`'s scores, computed in
@@ -142,7 +149,7 @@ def semantic_labels(mask_cls, masks, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     class_probs = F.softmax(mask_cls.to(masks.logits.dtype), dim=-1)[:, :-1]
     height, width = masks.size
     labels = torch.empty((height, width), dtype=torch.int64, device=mask_cls.device)
-    step = _rows_per_chunk(masks.num_queries + class_probs.shape[1], width, chunk_elements)
+    step = rows_per_chunk(masks.num_queries + class_probs.shape[1], width, chunk_elements)
     for start in range(0, height, step):
         stop = min(start + step, height)
         probs = masks.rows(start, stop).sigmoid()
@@ -159,7 +166,7 @@ def resize_semantic(scores, output_size, labels, chunk_elements=DEFAULT_CHUNK_EL
         return _bilinear(scores, output_size)
     height, width = output_size
     result = torch.empty((height, width), dtype=torch.int64, device=scores.device)
-    step = _rows_per_chunk(scores.shape[0], width, chunk_elements)
+    step = rows_per_chunk(scores.shape[0], width, chunk_elements)
     for start in range(0, height, step):
         stop = min(start + step, height)
         weights = _row_weights(scores.shape[1], height, start, stop, scores.device)
@@ -202,7 +209,7 @@ class _PanopticSegments:
     def __init__(self, mask_cls, size, object_mask_threshold, overlap_threshold, thing_classes):
         num_classes = mask_cls.shape[-1] - 1
         scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
-        keep = labels.ne(num_classes) & (scores > object_mask_threshold)
+        keep = panoptic_keep(scores, labels, num_classes, object_mask_threshold)
         self.kept = keep.nonzero()[:, 0].tolist()
         self.rank = {q: k for k, q in enumerate(self.kept)}
         self.scores, self.labels = scores[keep], labels[keep]
@@ -236,10 +243,9 @@ class _PanopticSegments:
 
     def result(self):
         panoptic_seg = torch.zeros(self.size, dtype=torch.int32, device=self.device)
-        segments_info = []
         num_kept = len(self.kept)
         if num_kept == 0:
-            return panoptic_seg, segments_info
+            return panoptic_seg, []
         winner_owns = self.winner_prob >= 0.5  # (H, W) the winner's mask prob >= 0.5
         # (N, 3) areas of each kept query: won, own mask, segment (won & own); one host copy.
         areas = torch.stack(
@@ -250,26 +256,10 @@ class _PanopticSegments:
             ),
             dim=1,
         ).tolist()
-        segment_id_of_kept = [0] * num_kept
-        stuff_segment_id = {}
-        for k, (category_id, score, (won_area, own_area, segment_area)) in enumerate(
-            zip(self.labels.tolist(), self.scores.tolist(), areas)
-        ):
-            if won_area == 0 or own_area == 0 or segment_area == 0:
-                continue
-            if won_area / own_area < self.overlap_threshold:
-                continue
-            isthing = category_id in self.thing_classes
-            if not isthing and category_id in stuff_segment_id:
-                segment_id_of_kept[k] = stuff_segment_id[category_id]
-                continue
-            segment_id = len(segments_info) + 1
-            segment_id_of_kept[k] = segment_id
-            segments_info.append({"id": segment_id, "category_id": category_id, "isthing": isthing})
-            if isthing:
-                segments_info[-1]["score"] = score
-            else:
-                stuff_segment_id[category_id] = segment_id
+        segment_id_of_kept, segments_info = panoptic_segments(
+            self.labels.tolist(), self.scores.tolist(), areas, self.overlap_threshold,
+            self.thing_classes,
+        )
         lookup = torch.tensor(segment_id_of_kept, dtype=torch.int32, device=self.device)
         torch.where(winner_owns, lookup[self.winner], panoptic_seg, out=panoptic_seg)
         return panoptic_seg, segments_info
@@ -282,37 +272,22 @@ def _mask_boxes(masks):
 
 def _boxes_from_projections(cols, rows):
     """
-    Boxes of masks from their column (N, W) and row (N, H) projections (bool: any pixel set),
-    as Detectron2's ``BitMasks.get_bounding_boxes``: [x0, y0, x1 + 1, y1 + 1], zeros if empty.
+    (N, 4) float32 XYXY boxes on the device of the column (N, W) and row (N, H) projections
+    (bool: any pixel set) of masks, by the shared rule (``boxes_from_projections``).
     """
-
-    def first_and_end(present):
-        length = present.shape[1]
-        first = present.byte().argmax(1)
-        end = length - present.flip(1).byte().argmax(1)
-        return first, end
-
-    x0, x1 = first_and_end(cols)
-    y0, y1 = first_and_end(rows)
-    boxes = torch.stack((x0, y0, x1, y1), dim=1).to(torch.float32)
-    return boxes * (cols.any(1) & rows.any(1))[:, None]
+    boxes = boxes_from_projections(cols.cpu().numpy(), rows.cpu().numpy())
+    return torch.from_numpy(boxes).to(cols.device)
 
 
 class _InstanceDetections:
     """The ``topk`` best (query, class) pairs with their masks, see :func:`instance_inference`."""
 
     def __init__(self, mask_cls, size, topk, thing_classes):
-        num_queries, num_classes = mask_cls.shape[0], mask_cls.shape[-1] - 1
-        class_scores = F.softmax(mask_cls, dim=-1)[:, :-1].flatten()  # (Q * K,) query-major
-        scores, pair_idx = class_scores.topk(min(topk, num_queries * num_classes), sorted=False)
-        labels = pair_idx % num_classes
-        query_idx = pair_idx // num_classes
-        if thing_classes is not None:
-            is_thing_class = torch.zeros(num_classes, dtype=torch.bool, device=labels.device)
-            is_thing_class[sorted(thing_classes)] = True
-            is_thing = is_thing_class[labels]
-            scores, labels, query_idx = scores[is_thing], labels[is_thing], query_idx[is_thing]
-        self.scores, self.labels = scores, labels
+        class_scores = F.softmax(mask_cls, dim=-1)[:, :-1]  # (Q, K)
+        query_idx, labels = top_pairs(class_scores.float().cpu().numpy(), topk, thing_classes)
+        query_idx = torch.from_numpy(query_idx).to(mask_cls.device)
+        self.labels = torch.from_numpy(labels).to(mask_cls.device)
+        self.scores = class_scores[query_idx, self.labels]
         self.pair_queries = query_idx.tolist()
         num_pairs = len(self.pair_queries)
         device = mask_cls.device
@@ -389,7 +364,7 @@ def postprocess(
         tasks["instances"] = _InstanceDetections(mask_cls, masks.size, topk, thing_classes)
 
     needed = sorted(set().union(*(task.queries() for task in tasks.values())))
-    per_chunk = max(1, chunk_elements // max(1, math.prod(masks.size)))
+    per_chunk = queries_per_chunk(masks.size, chunk_elements)
     for start in range(0, len(needed), per_chunk):
         queries = needed[start:start + per_chunk]
         logits = masks.queries(queries)
@@ -448,8 +423,9 @@ def panoptic_inference(mask_cls, mask_pred, object_mask_threshold, overlap_thres
 def instance_inference(mask_cls, mask_pred, topk, thing_classes=None,
                        chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     """
-    The ``topk`` highest (query, class) pairs, scored by class probability times the mean mask
-    probability inside the binary mask (mask logit > 0).
+    The ``topk`` highest (query, class) pairs (``top_pairs``: in descending order of class
+    probability), scored by class probability times the mean mask probability inside the binary
+    mask (mask logit > 0).
 
     Args:
         mask_cls: (Q, K+1) class logits; mask_pred: (Q, H, W) mask logits or :class:`MaskLogits`.
@@ -469,9 +445,8 @@ def instance_inference(mask_cls, mask_pred, topk, thing_classes=None,
 
 
 def _nearest_index(in_size, out_size, device):
-    """Source index of each output index of a centered nearest-neighbour resize: (out_size,)."""
-    out = torch.arange(out_size, device=device, dtype=torch.float64)
-    return ((out + 0.5) * (in_size / out_size)).floor().long().clamp(max=in_size - 1)
+    """``nearest_index`` (the shared rule) as a (out_size,) int64 tensor on ``device``."""
+    return torch.from_numpy(nearest_index(in_size, out_size)).to(device)
 
 
 def resize_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
@@ -494,7 +469,7 @@ def resize_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
         rows = _nearest_index(masks.shape[1], height, masks.device)
         cols = _nearest_index(masks.shape[2], width, masks.device)
         large = torch.empty((len(small), height, width), dtype=torch.bool, device=masks.device)
-        per_chunk = max(1, chunk_elements // max(1, height * width))
+        per_chunk = queries_per_chunk(output_size, chunk_elements)
         for start in range(0, len(small), per_chunk):
             large[start:start + per_chunk] = masks[start:start + per_chunk][:, rows][:, :, cols]
         boxes = _boxes_from_projections(masks.any(dim=1)[:, cols], masks.any(dim=2)[:, rows])
