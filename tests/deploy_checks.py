@@ -17,6 +17,12 @@ def assert_same_semantic(expected, actual):
     assert np.array_equal(actual.argmax(0), expected.argmax(0))
 
 
+def assert_same_labels(expected, actual):
+    """expected: (H, W) int64 tensor; actual: (H, W) array. The same label map."""
+    assert actual.dtype == np.int64 and actual.shape == tuple(expected.shape)
+    assert np.array_equal(actual, expected.numpy())
+
+
 def assert_same_panoptic(expected, actual):
     """(panoptic_seg, segments_info) of the model and of the runner: identical segments."""
     expected_seg, expected_info = expected
@@ -53,7 +59,23 @@ def assert_same_results(expected, actual):
     assert set(expected) == set(actual)
     if "sem_seg" in expected:
         assert_same_semantic(expected["sem_seg"], actual["sem_seg"])
+    if "sem_seg_labels" in expected:
+        assert_same_labels(expected["sem_seg_labels"], actual["sem_seg_labels"])
     if "panoptic_seg" in expected:
         assert_same_panoptic(expected["panoptic_seg"], actual["panoptic_seg"])
     if "instances" in expected:
         assert_same_instances(expected["instances"], actual["instances"])
+
+
+def as_numpy(results):
+    """MaskFormer's output dict in the runner's numpy form."""
+    out = {key: results[key].numpy() for key in ("sem_seg", "sem_seg_labels") if key in results}
+    if "panoptic_seg" in results:
+        out["panoptic_seg"] = (results["panoptic_seg"][0].numpy(), results["panoptic_seg"][1])
+    if "instances" in results:
+        found = results["instances"]
+        out["instances"] = {
+            "pred_masks": found.pred_masks.numpy(), "pred_boxes": found.pred_boxes.tensor.numpy(),
+            "scores": found.scores.numpy(), "pred_classes": found.pred_classes.numpy(),
+        }
+    return out

@@ -1,9 +1,12 @@
 """
 mask2former.deploy without an exported graph: its numpy inference gives MaskFormer's results from
-the same head outputs, its resizing is Detectron2's and PyTorch's, and its deploy info
-round-trips and refuses files it cannot read.
+the same head outputs (with every post-processing option of MODEL.MASK_FORMER.TEST), in chunks
+that give the results of one chunk and in memory that grows with the outputs; its resizing is
+Detectron2's and PyTorch's, and its deploy info round-trips and refuses files it cannot read.
 """
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +20,8 @@ from PIL import Image
 
 from deploy_checks import assert_same_results
 from mask2former.deploy import DeployInfo, InferenceSettings, InputPolicy, inference_results
-from mask2former.deploy.resize import resize_image, resize_maps, shortest_edge_size
+from mask2former.deploy.postprocessing import chunk_elements
+from mask2former.deploy.resize import resize_image, resize_map_rows, resize_maps, shortest_edge_size
 from mask2former.export import inference_settings_from_config
 from small_model import small_config
 
@@ -39,6 +43,17 @@ def _config(**test_keys):
 ALL_TASKS = dict(SEMANTIC_ON=True, PANOPTIC_ON=True, INSTANCE_ON=True,
                  OBJECT_MASK_THRESHOLD=0.4, OVERLAP_THRESHOLD=0.25)
 SEMANTIC_ONLY = dict(SEMANTIC_ON=True, PANOPTIC_ON=False, INSTANCE_ON=False)
+# The post-processing options; 0.02 MiB chunks hold one query at these sizes, and a few rows.
+TINY_CHUNKS = dict(POSTPROCESS_CHUNK_MB=0.02)
+TEST_KEYS = {
+    "all_tasks": ALL_TASKS,
+    "semantic": SEMANTIC_ONLY,
+    "labels_in_chunks": dict(ALL_TASKS, SEMANTIC_OUTPUT="labels", **TINY_CHUNKS),
+    "semantic_labels_in_chunks": dict(SEMANTIC_ONLY, SEMANTIC_OUTPUT="labels", **TINY_CHUNKS),
+    "network_resolution": dict(ALL_TASKS, POSTPROCESS_AT_NETWORK_RESOLUTION=True),
+    "network_resolution_labels": dict(ALL_TASKS, POSTPROCESS_AT_NETWORK_RESOLUTION=True,
+                                      SEMANTIC_OUTPUT="labels", **TINY_CHUNKS),
+}
 
 
 def _head_outputs(seed, padded_size):
@@ -51,7 +66,7 @@ def _head_outputs(seed, padded_size):
     return {"pred_logits": pred_logits, "pred_masks": pred_masks}
 
 
-@pytest.mark.parametrize("test_keys", [ALL_TASKS, SEMANTIC_ONLY], ids=["all_tasks", "semantic"])
+@pytest.mark.parametrize("test_keys", TEST_KEYS.values(), ids=TEST_KEYS.keys())
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("output_size", [None, (75, 88)], ids=["input_size", "resized"])
 def test_numpy_inference_gives_maskformers_results(test_keys, seed, output_size):
@@ -79,7 +94,7 @@ def test_numpy_inference_gives_maskformers_results(test_keys, seed, output_size)
         assert len(expected["instances"]) > 0
 
 
-@pytest.mark.parametrize("test_keys", [ALL_TASKS, SEMANTIC_ONLY])
+@pytest.mark.parametrize("test_keys", TEST_KEYS.values(), ids=TEST_KEYS.keys())
 def test_inference_settings_from_config_are_the_models(test_keys):
     cfg = _config(**test_keys)
     model = build_model(cfg)
@@ -93,8 +108,84 @@ def test_inference_settings_from_config_are_the_models(test_keys):
         test_topk_per_image=model.test_topk_per_image,
         sem_seg_postprocess_before_inference=model.sem_seg_postprocess_before_inference,
         thing_ids=None if model.thing_classes is None else sorted(model.thing_classes),
+        semantic_output=model.semantic_output,
+        postprocess_at_network_resolution=model.postprocess_at_network_resolution,
+        postprocess_chunk_mb=settings.postprocess_chunk_mb,
     )
+    assert chunk_elements(settings.postprocess_chunk_mb) == model.chunk_elements
     assert metadata is model.metadata
+
+
+def _mid_size_outputs(seed=0, num_queries=12, size=(90, 77)):
+    """(Q, K+1) confident class logits and smooth (Q, H, W) mask logits, mostly < 0."""
+    rng = np.random.default_rng(seed)
+    mask_cls = (4 * rng.standard_normal((num_queries, NUM_CLASSES + 1))).astype(np.float32)
+    coarse = (6 * rng.standard_normal((num_queries, 6, 5))).astype(np.float32)
+    return mask_cls, resize_maps(coarse, *size) - 3
+
+
+@pytest.mark.parametrize("output_size", [(90, 77), (301, 257)], ids=["input_size", "resized"])
+def test_chunks_give_the_results_of_one_chunk(output_size):
+    """
+    One chunk holding every query is the unchunked computation (all masks resized at once);
+    chunks of one query and bands of one row give the same panoptic segments, instances and
+    label maps to the bit, and the same semantic scores to float rounding.
+    """
+    mask_cls, mask_pred = _mid_size_outputs()
+    settings, _ = inference_settings_from_config(_config(**ALL_TASKS))
+    settings = dataclasses.replace(settings, object_mask_threshold=0.2, overlap_threshold=0.3)
+    whole = inference_results(mask_cls, mask_pred, *output_size,
+                              dataclasses.replace(settings, postprocess_chunk_mb=10**6))
+    chunked = inference_results(mask_cls, mask_pred, *output_size,
+                                dataclasses.replace(settings, **{"postprocess_chunk_mb": 1e-9}))
+    assert len(whole["panoptic_seg"][1]) >= 3 and len(whole["instances"]["scores"]) >= 5
+
+    assert np.array_equal(chunked["panoptic_seg"][0], whole["panoptic_seg"][0])
+    assert chunked["panoptic_seg"][1] == whole["panoptic_seg"][1]
+    for key, value in whole["instances"].items():
+        assert np.array_equal(chunked["instances"][key], value), key
+    np.testing.assert_allclose(chunked["sem_seg"], whole["sem_seg"], rtol=0, atol=1e-5)
+    labels = inference_results(mask_cls, mask_pred, *output_size, dataclasses.replace(
+        settings, semantic_output="labels", postprocess_chunk_mb=1e-9))["sem_seg_labels"]
+    assert np.array_equal(labels, whole["sem_seg"].argmax(0))
+
+
+def test_resize_map_rows_are_rows_of_the_whole_resize():
+    maps = _mid_size_outputs(size=(37, 29))[1]
+    whole = resize_maps(maps, 301, 257)
+    for start, stop in ((0, 1), (0, 301), (17, 40), (300, 301)):
+        assert np.array_equal(resize_map_rows(maps, 301, 257, start, stop), whole[:, start:stop])
+
+
+# Runs in a process where torch cannot be imported; prints the peak memory growth in bytes.
+LARGE_IMAGE_CHILD = """
+import resource, sys
+sys.modules["torch"] = None
+import numpy as np
+from mask2former.deploy import InferenceSettings, inference_results
+rng = np.random.default_rng(0)
+mask_cls = rng.standard_normal((60, 11), dtype=np.float32) * 3
+mask_pred = rng.standard_normal((60, 375, 300), dtype=np.float32)  # no float64 copy: the peak
+mask_pred *= 4  # before inference is the inputs'
+settings = InferenceSettings(True, True, True, 0.5, 0.0, 10, False, list(range(5)),
+                             semantic_output="labels", postprocess_chunk_mb=4)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = inference_results(mask_cls, mask_pred, 800, 640, settings)
+assert result["panoptic_seg"][0].shape == (800, 640) and len(result["instances"]["scores"]) > 0
+assert result["sem_seg_labels"].shape == (800, 640)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_runner_memory_grows_with_the_outputs_not_with_queries_times_pixels():
+    """60 queries at 800 x 640: their float logits at that size alone would take 123 MB."""
+    proc = subprocess.run([sys.executable, "-c", LARGE_IMAGE_CHILD], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    growth = float(proc.stdout.strip().splitlines()[-1])
+    queries_times_pixels = 60 * 800 * 640 * 4
+    # Resizing all masks at once holds at least that twice (logits and probabilities).
+    assert growth < queries_times_pixels / 2, f"peak memory grew by {growth / 2**20:.0f} MiB"
 
 
 SIZES = [(480, 640, 800, 1333), (100, 37, 64, 1000), (1000, 800, 512, 2048), (33, 47, 128, 128),

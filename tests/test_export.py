@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from detectron2.modeling import build_model
 from detectron2.structures import ImageList
 
-from deploy_checks import assert_same_results
+from deploy_checks import as_numpy, assert_same_results
 from mask2former.config import get_maskformer2_cfg
 from mask2former.deploy import ExportedMask2Former, inference_results
 from mask2former.export import ExportableMaskFormer, build_deploy_info, export_model
@@ -155,23 +155,7 @@ def test_exported_logits_are_the_models_own(exported):
     with torch.no_grad():
         expected = model([{"image": image}])[0]
     actual = _pytorch_inference(model, *(x[0].numpy() for x in logits))
-    assert_same_results(expected, _as_numpy(actual))
-
-
-def _as_numpy(results):
-    """MaskFormer's output dict in the runner's numpy form."""
-    out = {}
-    if "sem_seg" in results:
-        out["sem_seg"] = results["sem_seg"].numpy()
-    if "panoptic_seg" in results:
-        out["panoptic_seg"] = (results["panoptic_seg"][0].numpy(), results["panoptic_seg"][1])
-    if "instances" in results:
-        found = results["instances"]
-        out["instances"] = {
-            "pred_masks": found.pred_masks.numpy(), "pred_boxes": found.pred_boxes.tensor.numpy(),
-            "scores": found.scores.numpy(), "pred_classes": found.pred_classes.numpy(),
-        }
-    return out
+    assert_same_results(expected, as_numpy(actual))
 
 
 def test_graphs_are_made_of_standard_operators(exported):

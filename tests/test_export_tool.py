@@ -1,8 +1,11 @@
 """
 tools/deploy/export_model.py as users run it, on the main job's --quick model: --run-eval prints
-the metrics of train_net.py --eval-only; the demo runs the exported model; the runner needs only
-numpy and onnxruntime, and the package imports without them; bad input is refused clearly.
+the metrics of train_net.py --eval-only; the exported model follows the post-processing keys of
+MODEL.MASK_FORMER.TEST as MaskFormer does; the demo runs the exported model on a large photo,
+computing only what it draws; the runner needs only numpy and onnxruntime, and the package
+imports without them; bad input is refused clearly.
 """
+import json
 import math
 import os
 import subprocess
@@ -13,7 +16,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
+from detectron2.modeling import build_model
+from detectron2.structures import ImageList
 
+from deploy_checks import as_numpy, assert_same_results
+from mask2former.checkpoint import MaskFormerCheckpointer
 from mask2former.config import get_maskformer2_cfg
 from mask2former.deploy import ExportedMask2Former
 from mask2former.export import ExportedMaskFormer
@@ -69,6 +77,9 @@ def test_run_eval_gives_the_metrics_of_train_net_eval_only(exported_quick_model)
     export_dir, export_log, eval_only_log = exported_quick_model
     assert {p.name for p in export_dir.iterdir()} >= {"model.onnx", "deploy_info.json",
                                                       "config.yaml"}
+    settings = json.loads((export_dir / "deploy_info.json").read_text())["inference"]
+    assert (settings["semantic_output"], settings["postprocess_at_network_resolution"],
+            settings["postprocess_chunk_mb"]) == ("scores", False, 64)
     exported, expected = _copypaste_metrics(export_log), _copypaste_metrics(eval_only_log)
     assert set(expected) >= {"panoptic_seg", "segm", "sem_seg"}
     assert set(exported) == set(expected)
@@ -84,16 +95,64 @@ def test_run_eval_gives_the_metrics_of_train_net_eval_only(exported_quick_model)
         assert table_title in export_log and table_title in eval_only_log
 
 
-def test_demo_runs_the_exported_model(exported_quick_model, quick_run, tmp_path):
+# Post-processing options of MODEL.MASK_FORMER.TEST, as the demo sets them for a large photo
+# (a label map) and in the fast mode; chunks of 1 MiB hold 2 of the 20 queries at 400 x 300.
+POSTPROCESS_OPTIONS = {
+    "labels_in_chunks": ["MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT", "labels",
+                         "MODEL.MASK_FORMER.TEST.POSTPROCESS_CHUNK_MB", "1"],
+    "network_resolution": ["MODEL.MASK_FORMER.TEST.POSTPROCESS_AT_NETWORK_RESOLUTION", "True"],
+}
+
+
+@pytest.mark.parametrize("opts", POSTPROCESS_OPTIONS.values(), ids=POSTPROCESS_OPTIONS.keys())
+def test_exported_model_follows_the_post_processing_keys(exported_quick_model, quick_run, opts):
+    """
+    The keys mean for the exported model what they mean for MaskFormer: given the same head
+    outputs, the same results at an output size larger than the input's.
+    """
+    export_dir, _, _ = exported_quick_model
+    output, data_root, _ = quick_run
+    weights = str(output / "model_final.pth")
+    cfg = get_maskformer2_cfg(str(export_dir / "config.yaml"), opts + ["MODEL.WEIGHTS", weights])
+    exported = ExportedMaskFormer(cfg, str(export_dir / "model.onnx"))
+    model = build_model(cfg).eval()
+    MaskFormerCheckpointer(model).load(weights)
+
+    image = cv2.imread(str(data_root / "shapes_val" / "000004.jpg"))[:, :, ::-1]  # RGB
+    image = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    size = tuple(image.shape[-2:])
+    inputs = [{"image": image, "height": 400, "width": 300}]
+    class_logits, mask_logits = exported.runner.head_outputs(image.numpy())
+    # MaskFormer's inference of those logits: at the image size its resizes before the
+    # output size are identities.
+    outputs = {"pred_logits": torch.from_numpy(class_logits),
+               "pred_masks": torch.from_numpy(mask_logits)}
+    with torch.no_grad():
+        expected = model.inference(outputs, inputs, ImageList(image[None].float(), [size]))[0]
+    actual = exported(inputs)[0]
+    assert "sem_seg" not in actual or "sem_seg_labels" not in actual
+    assert actual["panoptic_seg"][0].shape == (400, 300)
+    assert_same_results(expected, as_numpy(actual))
+
+
+def test_demo_runs_the_exported_model_on_a_large_photo(exported_quick_model, quick_run,
+                                                      tmp_path):
+    """A 2400 x 1800 photo (56 times the model's input): the model computes only the drawn task."""
     export_dir, _, _ = exported_quick_model
     _, data_root, _ = quick_run
-    image = data_root / "shapes_val" / "000001.jpg"
+    image = tmp_path / "large.jpg"
+    small = cv2.imread(str(data_root / "shapes_val" / "000001.jpg"))
+    cv2.imwrite(str(image), cv2.resize(small, (2400, 1800), interpolation=cv2.INTER_CUBIC))
     proc = _run([REPO_ROOT / "demo/demo.py", "--config-file", export_dir / "config.yaml",
-                 "--input", image, "--output", f"{tmp_path / 'vis'}{os.sep}", "--opts", "MODEL.WEIGHTS",
-                 export_dir / "model.onnx"], data_root)
+                 "--input", image, "--output", f"{tmp_path / 'vis'}{os.sep}", "--opts",
+                 "MODEL.WEIGHTS", export_dir / "model.onnx"], data_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "panoptic segments" in proc.stdout + proc.stderr
-    assert cv2.imread(str(tmp_path / "vis" / "000001.jpg")) is not None
+    log = proc.stdout + proc.stderr
+    described = [line.split("large.jpg: ", 1)[1] for line in log.splitlines()
+                 if "large.jpg: " in line]
+    assert len(described) == 1 and "panoptic segments" in described[0]
+    assert "instances" not in described[0] and "semantic map" not in described[0]
+    assert cv2.imread(str(tmp_path / "vis" / "large.jpg")).shape == (1536, 2048, 3)
 
 
 def test_exported_model_for_another_class_count_is_refused(exported_quick_model):
