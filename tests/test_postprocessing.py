@@ -1,4 +1,7 @@
-"""Semantic, panoptic and instance post-processing of one image's (class, mask) predictions."""
+"""
+Semantic, panoptic and instance post-processing of one image's (class, mask) predictions, in
+PyTorch and (the same decisions) in the numpy runner of exported models.
+"""
 import subprocess
 import sys
 
@@ -8,6 +11,8 @@ import torch.nn.functional as F
 from detectron2.modeling.postprocessing import sem_seg_postprocess
 from detectron2.structures import BitMasks
 
+from deploy_checks import assert_same_results
+from mask2former.deploy import postprocessing as numpy_postprocessing
 from mask2former.modeling.postprocessing import (
     MaskLogits,
     instance_inference,
@@ -201,6 +206,27 @@ def test_chunked_postprocessing_equals_resizing_all_masks_at_once():
     # Semantic scores are summed chunk by chunk: equal up to float rounding.
     assert chunked["sem_seg"].shape == (K,) + OUTPUT
     torch.testing.assert_close(chunked["sem_seg"], whole["sem_seg"], rtol=0, atol=1e-5)
+
+
+def test_numpy_post_processing_in_chunks_equals_pytorch_on_all_masks_at_once():
+    """
+    The runner's numpy post-processing, a query per chunk and a row per band, from the mask
+    logits an exported graph outputs (resized to the padded input and cropped to the image),
+    gives PyTorch's results of resizing every mask to the output size at once.
+    """
+    mask_cls, low_res = _predictions(seed=3)
+    upsampled = F.interpolate(low_res[None], size=PADDED, mode="bilinear", align_corners=False)[0]
+    whole = postprocess(mask_cls, MaskLogits(sem_seg_postprocess(upsampled, IMAGE, *OUTPUT)),
+                        chunk_elements=10**12, **ALL_TASKS)
+    graph_output = upsampled[:, : IMAGE[0], : IMAGE[1]].numpy()
+    masks = numpy_postprocessing.MaskLogits(graph_output, OUTPUT)
+    options = {k: v for k, v in ALL_TASKS.items() if k != "thing_classes"}
+    chunked = numpy_postprocessing.postprocess(mask_cls.numpy(), masks, thing_ids=THINGS,
+                                               chunk_elements=1, **options)
+    assert len(whole["panoptic_seg"][1]) >= 5 and len(whole["instances"]) >= 5
+    assert_same_results(whole, chunked)
+    labels = numpy_postprocessing.semantic_labels(mask_cls.numpy(), masks, chunk_elements=1)
+    assert (labels == whole["sem_seg"].argmax(0).numpy()).mean() > 0.999
 
 
 def test_label_maps_are_the_argmax_of_the_scores():
