@@ -5,12 +5,16 @@ address-space limit (``prlimit --as``) so that a run that would grow past it fai
 taking the machine's memory; peak RSS and wall time from ``/usr/bin/time -v``.
 
     python benchmarks/bench_large_image.py [--limit-gib 8] [--repo DIR] \
-        [--main-job-weights output/main_job/model_final.pth] [--opts KEY VALUE ...]
+        [--main-job-weights output/main_job/model_final.pth] [--formats pytorch onnx] \
+        [--opts KEY VALUE ...]
 
 ``--repo`` runs the demo of another checkout (e.g. an older commit, for a before/after).
 Cases: the R50 COCO panoptic config with random weights, and the main job's model when its
-weights are given. With the main job's weights, ``--agreement`` also runs that model on the
-photo with the post-processing at the output size and at the network's resolution
+weights are given; ``--formats`` runs each as the PyTorch model and/or exported to ONNX (by this
+checkout's tools/deploy/export_model.py, traced at 128 px: the graph serves every size, and the
+demo resizes the photo by the case's config) and run by ONNX Runtime and the numpy runner
+(``MODEL.WEIGHTS model.onnx``). With the main job's weights, ``--agreement`` also runs that
+model on the photo with the post-processing at the output size and at the network's resolution
 (MODEL.MASK_FORMER.TEST.POSTPROCESS_AT_NETWORK_RESOLUTION) and prints how far they agree.
 """
 import argparse
@@ -58,6 +62,25 @@ def make_photo(path, width=6000, height=4000, seed=0):
     exif = Image.Exif()
     exif[EXIF_ORIENTATION] = 6  # turn 90 degrees clockwise to view: 6000 x 4000
     Image.fromarray(stored).save(path, quality=92, exif=exif)
+
+
+def export_onnx(config, weights, workdir, name):
+    """The case's model exported to ONNX in its own process; returns the model file."""
+    import cv2
+
+    sample = os.path.join(workdir, "sample.jpg")
+    noise = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    cv2.imwrite(sample, noise)
+    output = os.path.join(workdir, f"onnx_{name}")
+    command = [
+        sys.executable, str(REPO_ROOT / "tools" / "deploy" / "export_model.py"), "--config-file",
+        str(REPO_ROOT / config), "--format", "onnx", "--sample-image", sample, "--output", output,
+        "MODEL.DEVICE", "cpu", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "192",
+        "MODEL.WEIGHTS", weights,  # "": random weights
+    ]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    return os.path.join(output, "model.onnx")
 
 
 def run_demo(repo, config, weights, photo, output, limit_gib, opts):
@@ -132,6 +155,8 @@ def main():
     parser.add_argument("--limit-gib", type=float, default=8.0, help="address-space limit")
     parser.add_argument("--repo", default=str(REPO_ROOT), help="checkout whose demo runs")
     parser.add_argument("--main-job-weights", help="model_final.pth of tools/main_job.py")
+    parser.add_argument("--formats", nargs="+", choices=("pytorch", "onnx"), default=["pytorch"],
+                        help="run each model as PyTorch model and/or exported to ONNX")
     parser.add_argument("--opts", nargs="*", default=[], help="extra config KEY VALUE pairs")
     parser.add_argument("--agreement", action="store_true",
                         help="compare the two post-processing modes (needs --main-job-weights)")
@@ -150,13 +175,19 @@ def main():
     print("| model | exit | peak RSS | wall time |")
     print("|---|---:|---:|---:|")
     for name, config, weights in cases:
-        output = os.path.join(workdir, name.split()[0] + os.sep)
-        code, rss_gib, seconds, failure = run_demo(
-            args.repo, config, weights, photo, output, args.limit_gib, args.opts
-        )
-        print(f"| {name} | {code} | {rss_gib:.2f} GiB | {seconds:.1f} s |", flush=True)
-        if failure:
-            print("\n".join(failure), file=sys.stderr)
+        for model_format in args.formats:
+            short_name = f"{name.split()[0]}_{model_format}"
+            model = weights
+            if model_format == "onnx":
+                model = export_onnx(config, weights, workdir, short_name)
+            output = os.path.join(workdir, short_name + os.sep)
+            code, rss_gib, seconds, failure = run_demo(
+                args.repo, config, model, photo, output, args.limit_gib, args.opts
+            )
+            print(f"| {name}, {model_format} | {code} | {rss_gib:.2f} GiB | {seconds:.1f} s |",
+                  flush=True)
+            if failure:
+                print("\n".join(failure), file=sys.stderr)
     if args.agreement and args.main_job_weights:
         subprocess.run(
             ["prlimit", f"--as={int(args.limit_gib * 2**30)}", sys.executable, __file__,

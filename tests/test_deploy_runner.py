@@ -5,6 +5,7 @@ that give the results of one chunk and in memory that grows with the outputs; it
 Detectron2's and PyTorch's, and its deploy info round-trips and refuses files it cannot read.
 """
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -245,3 +246,24 @@ def test_deploy_info_refuses_other_versions_and_incomplete_info():
         DeployInfo.from_json(text.replace('"input_format"', '"format_of_input"'), "model.onnx")
     with pytest.raises(ValueError, match="model.onnx: its Mask2Former deploy info is not JSON"):
         DeployInfo.from_json("{", "model.onnx")
+
+
+def test_inference_settings_refuse_what_maskformer_refuses():
+    settings = _info().inference
+    with pytest.raises(ValueError, match="MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT is 'probs'"):
+        dataclasses.replace(settings, semantic_output="probs")
+    with pytest.raises(ValueError, match="no inference task is on; set one of MODEL.MASK_FORMER"):
+        dataclasses.replace(settings, semantic_on=False, panoptic_on=False, instance_on=False)
+    text = _info().to_json().replace('"semantic_output": "scores"', '"semantic_output": "probs"')
+    with pytest.raises(ValueError, match="model.onnx: .*SEMANTIC_OUTPUT is 'probs'"):
+        DeployInfo.from_json(text, "model.onnx")
+
+
+def test_deploy_info_of_earlier_exports_reads_the_default_post_processing():
+    """Files written before the post-processing options existed run as they did."""
+    data = json.loads(_info().to_json())
+    for key in ("semantic_output", "postprocess_at_network_resolution", "postprocess_chunk_mb"):
+        del data["inference"][key]
+    settings = DeployInfo.from_json(json.dumps(data), "model.onnx").inference
+    assert (settings.semantic_output, settings.postprocess_at_network_resolution,
+            settings.postprocess_chunk_mb) == ("scores", False, 64)

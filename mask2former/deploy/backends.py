@@ -46,9 +46,14 @@ class OnnxRuntimeBackend:
         )
         self.info_json = self.session.get_modelmeta().custom_metadata_map.get(DEPLOY_INFO_KEY)
         self.class_logits_shape = self.session.get_outputs()[0].shape
+        # Give the arena's memory back after each run: the post-processing that follows (a
+        # large photo's masks) then has it, instead of the process holding both at once.
+        self._run_options = onnxruntime.RunOptions()
+        self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def __call__(self, images):
-        return tuple(self.session.run(None, {self.session.get_inputs()[0].name: images}))
+        return tuple(self.session.run(None, {self.session.get_inputs()[0].name: images},
+                                      self._run_options))
 
 
 class TorchScriptBackend:

@@ -7,7 +7,8 @@ and the decisions that both implementations share.
 PyTorch post-processing imports them: which queries panoptic inference keeps
 (:func:`panoptic_keep`), the segment decisions of the panoptic merge
 (:func:`panoptic_segments`), which (query, class) pairs instance inference keeps
-(:func:`top_pairs`), the boxes enclosing masks (:func:`boxes_from_projections`), when the
+(:func:`top_pairs`), the boxes enclosing masks (:func:`boxes_from_projections`), the pass over
+chunks of queries that feeds every task (:func:`run_tasks_in_chunks`), when the
 semantic result is made at the output size (:func:`semantic_at_output_size`), the chunk sizes
 (:func:`chunk_elements`, :func:`queries_per_chunk`, :func:`rows_per_chunk`) and the resize rules
 (:func:`mask2former.deploy.resize.bilinear_taps` and ``nearest_index``). The per-pixel work
@@ -54,6 +55,7 @@ __all__ = [
     "panoptic_segments",
     "top_pairs",
     "boxes_from_projections",
+    "run_tasks_in_chunks",
     "semantic_at_output_size",
     "chunk_elements",
     "queries_per_chunk",
@@ -193,6 +195,33 @@ def boxes_from_projections(columns, rows):
             columns.shape[1] - columns[:, ::-1].argmax(1), rows.shape[1] - rows[:, ::-1].argmax(1),
         ), axis=1)
     return boxes
+
+
+def run_tasks_in_chunks(tasks, masks, sigmoid, chunk_elements):
+    """
+    The pass over the resized masks that feeds the tasks of one image: the queries that some
+    task needs (``task.queries()``), in increasing order, a chunk at a time (at most
+    ``chunk_elements`` values at the output size, at least one query): their logits
+    ``masks.queries(chunk)`` and ``sigmoid`` of them, given to every task
+    (``task.add(chunk, logits, probs)``). Written for numpy and torch alike: ``masks``,
+    ``sigmoid`` and the tasks are those of one library.
+
+    Args:
+        tasks (dict): name -> task.
+        masks: ``MaskLogits`` (this module's or mask2former/modeling/postprocessing.py's).
+
+    Returns:
+        dict: name -> ``task.result()``.
+    """
+    needed = sorted(set().union(*(task.queries() for task in tasks.values())))
+    step = queries_per_chunk(masks.size, chunk_elements)
+    for start in range(0, len(needed), step):
+        queries = needed[start:start + step]
+        logits = masks.queries(queries)
+        probs = sigmoid(logits)
+        for task in tasks.values():
+            task.add(queries, logits, probs)
+    return {name: task.result() for name, task in tasks.items()}
 
 
 # ------------------------------------------------------------------ numpy inference
@@ -376,21 +405,10 @@ def postprocess(mask_cls, masks, *, semantic_on=False, panoptic_on=False, instan
                 object_mask_threshold=0.0, overlap_threshold=0.0, thing_ids=None, topk=100,
                 chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     """
-    The semantic, panoptic and instance results of one image, sharing one pass over its
-    queries' resized masks (see the module docstring).
-
-    Args:
-        mask_cls: (Q, K + 1) class logits.
-        masks (MaskLogits): the mask logits at the output size (H, W).
-        semantic_on, panoptic_on, instance_on (bool): which results to compute.
-        object_mask_threshold, overlap_threshold, thing_ids: see :func:`panoptic_inference`
-            (``thing_ids`` also filters the instances when given).
-        topk (int): detections of the instance results, see :func:`instance_inference`.
-        chunk_elements (int): values of one chunk of resized logits (at least one query).
-
-    Returns:
-        dict: "sem_seg", "panoptic_seg" and "instances" (see the module docstring), for the
-        tasks that are on.
+    ``postprocess`` of mask2former/modeling/postprocessing.py in numpy: the results of the
+    tasks that are on, from one pass over the queries' resized masks (``masks``, this
+    module's :class:`MaskLogits`); ``thing_ids`` are the contiguous thing ids (``thing_classes``
+    there). Results as in the module docstring.
     """
     class_probs = _softmax(mask_cls)
     tasks = {}
@@ -404,15 +422,7 @@ def postprocess(mask_cls, masks, *, semantic_on=False, panoptic_on=False, instan
         tasks["instances"] = _InstanceDetections(class_probs[:, :-1], masks.size, topk,
                                                  thing_ids)
 
-    needed = sorted(set().union(*(task.queries() for task in tasks.values())))
-    step = queries_per_chunk(masks.size, chunk_elements)
-    for start in range(0, len(needed), step):
-        queries = needed[start:start + step]
-        logits = masks.queries(queries)
-        probs = _sigmoid(logits)
-        for task in tasks.values():
-            task.add(queries, logits, probs)
-    return {name: task.result() for name, task in tasks.items()}
+    return run_tasks_in_chunks(tasks, masks, _sigmoid, chunk_elements)
 
 
 def semantic_inference(mask_cls, mask_pred, chunk_elements=DEFAULT_CHUNK_ELEMENTS):

@@ -33,6 +33,7 @@ from ..deploy.postprocessing import (
     panoptic_segments,
     queries_per_chunk,
     rows_per_chunk,
+    run_tasks_in_chunks,
     top_pairs,
 )
 from ..deploy.resize import bilinear_taps, nearest_index
@@ -363,15 +364,7 @@ def postprocess(
     if instance_on:
         tasks["instances"] = _InstanceDetections(mask_cls, masks.size, topk, thing_classes)
 
-    needed = sorted(set().union(*(task.queries() for task in tasks.values())))
-    per_chunk = queries_per_chunk(masks.size, chunk_elements)
-    for start in range(0, len(needed), per_chunk):
-        queries = needed[start:start + per_chunk]
-        logits = masks.queries(queries)
-        probs = logits.sigmoid()
-        for task in tasks.values():
-            task.add(queries, logits, probs)
-    return {name: task.result() for name, task in tasks.items()}
+    return run_tasks_in_chunks(tasks, masks, torch.sigmoid, chunk_elements)
 
 
 def semantic_inference(mask_cls, mask_pred, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
