@@ -5,11 +5,11 @@ and the decisions that both implementations share.
 
 **Shared definitions.** The decisions of the inference are made here once, torch-free, and the
 PyTorch post-processing imports them: which queries panoptic inference keeps
-(:func:`panoptic_keep`), the segment decisions of the panoptic merge
-(:func:`panoptic_segments`), which (query, class) pairs instance inference keeps
-(:func:`top_pairs`), the boxes enclosing masks (:func:`boxes_from_projections`), the pass over
-chunks of queries that feeds every task (:func:`run_tasks_in_chunks`), when the
-semantic result is made at the output size (:func:`semantic_at_output_size`), the chunk sizes
+(:func:`panoptic_keep`), the segment decisions of the panoptic merge (:func:`panoptic_segments`)
+and its bookkeeping (:class:`PanopticMerge`), which (query, class) pairs instance inference
+keeps (:func:`top_pairs`), the boxes enclosing masks (:func:`boxes_from_projections`), the pass
+over chunks of queries that feeds every task (:func:`run_tasks_in_chunks`), when the semantic
+result is made at the output size (:func:`semantic_at_output_size`), the chunk sizes
 (:func:`chunk_elements`, :func:`queries_per_chunk`, :func:`rows_per_chunk`) and the resize rules
 (:func:`mask2former.deploy.resize.bilinear_taps` and ``nearest_index``). The per-pixel work
 (resizing masks, sigmoid, the semantic sums, the panoptic winner of each pixel, instance masks)
@@ -56,6 +56,7 @@ __all__ = [
     "top_pairs",
     "boxes_from_projections",
     "run_tasks_in_chunks",
+    "PanopticMerge",
     "semantic_at_output_size",
     "chunk_elements",
     "queries_per_chunk",
@@ -224,6 +225,52 @@ def run_tasks_in_chunks(tasks, masks, sigmoid, chunk_elements):
     return {name: task.result() for name, task in tasks.items()}
 
 
+class PanopticMerge:
+    """
+    The panoptic merge of one image as a task of :func:`run_tasks_in_chunks`: the bookkeeping
+    both post-processings share. The per-pixel part, ``_add_mask(rank, mask)``, is each
+    library's own (numpy below, torch in mask2former/modeling/postprocessing.py: they keep
+    their arrays on their own devices), as is ``result()``.
+
+    Kept queries are added in increasing order; each pixel's winner is a running first maximum
+    of score x mask probability, which equals the argmax over all kept queries without their
+    (N, H, W) probabilities.
+
+    Args:
+        scores, labels: (Q,) each query's highest class probability and its class (arrays of
+            the subclass's library).
+        keep: (Q,) bool, :func:`panoptic_keep`; kept: the indices where it is True (list).
+        size: (H, W) output size.
+        overlap_threshold, thing_ids: see :func:`panoptic_segments`.
+    """
+
+    def __init__(self, scores, labels, keep, kept, size, overlap_threshold, thing_ids):
+        self.kept = kept
+        self.rank = {q: k for k, q in enumerate(kept)}
+        self.scores, self.labels = scores[keep], labels[keep]
+        self.size = tuple(size)
+        self.overlap_threshold = overlap_threshold
+        self.thing_ids = thing_ids
+
+    def queries(self):
+        return self.kept
+
+    def add(self, queries, logits, probs):
+        for position, query in enumerate(queries):
+            rank = self.rank.get(query)
+            if rank is not None:
+                self._add_mask(rank, probs[position])
+
+    def _add_mask(self, rank, mask):
+        """Add the (H, W) mask probabilities of the kept query of this rank."""
+        raise NotImplementedError
+
+    def segments(self, areas):
+        """:func:`panoptic_segments` of the kept queries, given their areas."""
+        return panoptic_segments(self.labels.tolist(), self.scores.tolist(), areas,
+                                 self.overlap_threshold, self.thing_ids)
+
+
 # ------------------------------------------------------------------ numpy inference
 def _softmax(logits):
     exp = np.exp(logits - logits.max(-1, keepdims=True))
@@ -298,13 +345,10 @@ class _SemanticScores:
         return self.scores.reshape((num_classes,) + self.size).astype(np.float32, copy=False)
 
 
-class _PanopticSegments:
+class _PanopticSegments(PanopticMerge):
     """
-    Non-overlapping segments from the confident queries (see :func:`panoptic_inference`).
-
-    Kept queries are added in increasing order; each pixel's winner is a running first maximum
-    of score x mask probability, which equals the argmax over all kept queries without their
-    (N, H, W) probabilities; with it, whether the winner's own mask holds the pixel.
+    Non-overlapping segments from the confident queries (see :func:`panoptic_inference`);
+    besides each pixel's running maximum and winner, whether the winner's own mask holds it.
     """
 
     def __init__(self, class_probs_all, size, object_mask_threshold, overlap_threshold,
@@ -312,36 +356,24 @@ class _PanopticSegments:
         num_classes = class_probs_all.shape[-1] - 1
         labels, scores = class_probs_all.argmax(-1), class_probs_all.max(-1)
         keep = panoptic_keep(scores, labels, num_classes, object_mask_threshold)
-        self.kept = np.flatnonzero(keep).tolist()
-        self.rank = {q: k for k, q in enumerate(self.kept)}
-        self.scores, self.labels = scores[keep], labels[keep]
-        self.overlap_threshold = overlap_threshold
-        self.thing_ids = thing_ids
-        self.size = size
+        super().__init__(scores, labels, keep, np.flatnonzero(keep).tolist(), size,
+                         overlap_threshold, thing_ids)
         self.best = self.winner = self.winner_owns = None
         self.own_area = [0] * len(self.kept)
 
-    def queries(self):
-        return self.kept
-
-    def add(self, queries, logits, probs):
-        for position, query in enumerate(queries):
-            if query not in self.rank:
-                continue
-            rank = self.rank[query]
-            mask = probs[position]
-            owns = mask >= 0.5
-            self.own_area[rank] = int(np.count_nonzero(owns))
-            weighted = self.scores[rank] * mask
-            if self.best is None:
-                self.best = weighted
-                self.winner = np.zeros(self.size, dtype=np.int32)
-                self.winner_owns = owns
-                continue
-            better = weighted > self.best  # ties keep the earlier query, as argmax does
-            np.copyto(self.best, weighted, where=better)
-            np.copyto(self.winner, rank, where=better)
-            np.copyto(self.winner_owns, owns, where=better)
+    def _add_mask(self, rank, mask):
+        owns = mask >= 0.5
+        self.own_area[rank] = int(np.count_nonzero(owns))
+        weighted = self.scores[rank] * mask
+        if self.best is None:
+            self.best = weighted
+            self.winner = np.zeros(self.size, dtype=np.int32)
+            self.winner_owns = owns
+            return
+        better = weighted > self.best  # ties keep the earlier query, as argmax does
+        np.copyto(self.best, weighted, where=better)
+        np.copyto(self.winner, rank, where=better)
+        np.copyto(self.winner_owns, owns, where=better)
 
     def result(self):
         panoptic_seg = np.zeros(self.size, dtype=np.int32)
@@ -353,10 +385,7 @@ class _PanopticSegments:
             self.own_area,
             np.bincount(self.winner[self.winner_owns], minlength=num_kept).tolist(),
         )
-        segment_ids, segments_info = panoptic_segments(
-            self.labels.tolist(), self.scores.tolist(), areas, self.overlap_threshold,
-            self.thing_ids,
-        )
+        segment_ids, segments_info = self.segments(areas)
         lookup = np.asarray(segment_ids, dtype=np.int32)
         np.copyto(panoptic_seg, lookup[self.winner], where=self.winner_owns)
         return panoptic_seg, segments_info

@@ -15,12 +15,13 @@ unchunked computation. :func:`semantic_labels` and :func:`resize_semantic` give 
 semantic argmax (H, W) without ever holding the (K, H, W) scores, in chunks of rows.
 
 The decisions are shared with the numpy post-processing of exported models and defined there,
-torch-free (mask2former/deploy/postprocessing.py): which queries panoptic inference keeps and
-its segment decisions, which (query, class) pairs instance inference keeps, the boxes enclosing
-masks, the chunk sizes, and the resize rules (mask2former/deploy/resize.py). The per-pixel work
-is written twice, here in torch (tensors stay on their device and in their dtype) and there in
-numpy (exported models run without torch); tests/test_deploy_runner.py checks that both give
-the same results.
+torch-free (mask2former/deploy/postprocessing.py): which queries panoptic inference keeps, its
+segment decisions and bookkeeping, the pass over chunks of queries, which (query, class) pairs
+instance inference keeps, the boxes enclosing masks, the chunk sizes, and the resize rules
+(mask2former/deploy/resize.py). The per-pixel work is written twice, here in torch (tensors
+stay on their device and in their dtype) and there in numpy (exported models run without
+torch); tests/test_deploy_runner.py and tests/test_postprocessing.py check that both give the
+same results.
 """
 import torch
 import torch.nn.functional as F
@@ -28,9 +29,9 @@ from detectron2.structures import Boxes, Instances
 
 from ..deploy.postprocessing import (
     DEFAULT_CHUNK_ELEMENTS,
+    PanopticMerge,
     boxes_from_projections,
     panoptic_keep,
-    panoptic_segments,
     queries_per_chunk,
     rows_per_chunk,
     run_tasks_in_chunks,
@@ -198,49 +199,34 @@ class _SemanticScores:
         return self.scores
 
 
-class _PanopticSegments:
+class _PanopticSegments(PanopticMerge):
     """
-    Non-overlapping segments from the confident queries, see :func:`panoptic_inference`.
-
-    Kept queries are added in increasing order, one at a time; each pixel's winner is tracked
-    as a running first maximum of score x mask probability, which equals the argmax over all
-    kept queries (and needs no (N, H, W) tensor).
+    Non-overlapping segments from the confident queries, see :func:`panoptic_inference`;
+    besides each pixel's running maximum and winner, the winner's mask probability.
     """
 
     def __init__(self, mask_cls, size, object_mask_threshold, overlap_threshold, thing_classes):
         num_classes = mask_cls.shape[-1] - 1
         scores, labels = F.softmax(mask_cls, dim=-1).max(-1)
         keep = panoptic_keep(scores, labels, num_classes, object_mask_threshold)
-        self.kept = keep.nonzero()[:, 0].tolist()
-        self.rank = {q: k for k, q in enumerate(self.kept)}
-        self.scores, self.labels = scores[keep], labels[keep]
-        self.overlap_threshold = overlap_threshold
-        self.thing_classes = thing_classes
-        self.size = size
+        super().__init__(scores, labels, keep, keep.nonzero()[:, 0].tolist(), size,
+                         overlap_threshold, thing_classes)
         self.device = mask_cls.device
         self.best = self.winner = self.winner_prob = None
         self.own_area = torch.zeros(len(self.kept), dtype=torch.int64, device=self.device)
 
-    def queries(self):
-        return self.kept
-
-    def add(self, queries, logits, probs):
-        for position, query in enumerate(queries):
-            if query not in self.rank:
-                continue
-            rank = self.rank[query]
-            mask = probs[position]
-            self.own_area[rank] = (mask >= 0.5).sum()
-            weighted = self.scores[rank] * mask
-            if self.best is None:
-                self.best = weighted
-                self.winner = torch.full_like(mask, rank, dtype=torch.int32)
-                self.winner_prob = mask.clone()
-                continue
-            better = weighted > self.best  # ties keep the earlier query, as argmax does
-            torch.where(better, weighted, self.best, out=self.best)
-            self.winner.masked_fill_(better, rank)
-            torch.where(better, mask, self.winner_prob, out=self.winner_prob)
+    def _add_mask(self, rank, mask):
+        self.own_area[rank] = (mask >= 0.5).sum()
+        weighted = self.scores[rank] * mask
+        if self.best is None:
+            self.best = weighted
+            self.winner = torch.full_like(mask, rank, dtype=torch.int32)
+            self.winner_prob = mask.clone()
+            return
+        better = weighted > self.best  # ties keep the earlier query, as argmax does
+        torch.where(better, weighted, self.best, out=self.best)
+        self.winner.masked_fill_(better, rank)
+        torch.where(better, mask, self.winner_prob, out=self.winner_prob)
 
     def result(self):
         panoptic_seg = torch.zeros(self.size, dtype=torch.int32, device=self.device)
@@ -257,10 +243,7 @@ class _PanopticSegments:
             ),
             dim=1,
         ).tolist()
-        segment_id_of_kept, segments_info = panoptic_segments(
-            self.labels.tolist(), self.scores.tolist(), areas, self.overlap_threshold,
-            self.thing_classes,
-        )
+        segment_id_of_kept, segments_info = self.segments(areas)
         lookup = torch.tensor(segment_id_of_kept, dtype=torch.int32, device=self.device)
         torch.where(winner_owns, lookup[self.winner], panoptic_seg, out=panoptic_seg)
         return panoptic_seg, segments_info
