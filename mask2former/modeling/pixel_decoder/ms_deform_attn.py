@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..linear import Linear
 from .ops import ms_deform_attn
 
 
@@ -32,10 +33,10 @@ class MSDeformAttn(nn.Module):
         self.n_heads = n_heads
         self.n_points = n_points
 
-        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
-        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
-        self.value_proj = nn.Linear(d_model, d_model)
-        self.output_proj = nn.Linear(d_model, d_model)
+        self.sampling_offsets = Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = Linear(d_model, d_model)
+        self.output_proj = Linear(d_model, d_model)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -97,14 +98,17 @@ class MSDeformAttn(nn.Module):
             -1,
         ).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
 
-        # Offsets are in pixels of each level: divide by (W_l, H_l).
-        offset_normalizer = input_spatial_shapes.flip(-1).to(sampling_offsets.dtype)
-        sampling_locations = (
-            reference_points[:, :, None, :, None, :]
-            + sampling_offsets / offset_normalizer[None, None, None, :, None, :]
+        # Offsets are in pixels of each level: divide by (W_l, H_l). The locations keep the
+        # reference points' precision (under autocast the projections are half types).
+        offset_normalizer = input_spatial_shapes.flip(-1).to(reference_points.dtype)
+        sampling_locations = torch.addcdiv(
+            reference_points[:, :, None, :, None, :],
+            sampling_offsets,
+            offset_normalizer[None, None, None, :, None, :],
         )
+        dtype = sampling_locations.dtype
         output = ms_deform_attn(
-            value, input_spatial_shapes, input_level_start_index, sampling_locations,
-            attention_weights,
+            value.to(dtype), input_spatial_shapes, input_level_start_index, sampling_locations,
+            attention_weights.to(dtype),
         )
         return self.output_proj(output)

@@ -10,6 +10,7 @@ from detectron2.layers import Conv2d, get_norm
 from torch import nn
 from torch.nn import functional as F
 
+from ..linear import Linear
 from ..transformer_decoder.position_encoding import PositionEmbeddingSine
 from .build import PIXEL_DECODER_REGISTRY
 from .ms_deform_attn import MSDeformAttn
@@ -30,9 +31,9 @@ class MSDeformAttnEncoderLayer(nn.Module):
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.linear1 = nn.Linear(d_model, d_ffn)
+        self.linear1 = Linear(d_model, d_ffn)
         self.dropout2 = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(d_ffn, d_model)
+        self.linear2 = Linear(d_ffn, d_model)
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
@@ -52,7 +53,7 @@ class MSDeformAttnEncoderLayer(nn.Module):
             src + pos, reference_points, src, spatial_shapes, level_start_index
         )
         src = self.norm1(src + self.dropout1(attended))
-        ffn = self.linear2(self.dropout2(F.relu(self.linear1(src))))
+        ffn = self.linear2(self.dropout2(self.linear1(src, activation="relu")))
         return self.norm2(src + self.dropout3(ffn))
 
 
@@ -66,45 +67,43 @@ class MSDeformAttnEncoder(nn.Module):
         )
 
     @staticmethod
-    def reference_points(spatial_shapes, batch, num_levels, device):
+    def reference_points(spatial_shapes, batch, num_levels, device, dtype=torch.float32):
         """
         Reference point of every position: its pixel center, normalized to [0, 1] by its own
         level's size, and used unchanged on every level.
 
         Args:
-            spatial_shapes: list of L (H_l, W_l).
+            spatial_shapes: list of L (H_l, W_l) ints.
             batch: B.
             num_levels: L, the levels each point is used on.
-            device: device of the result.
+            device, dtype: of the result.
 
         Returns:
-            (B, Len, L, 2) float32 (x, y) reference points, Len = sum_l H_l * W_l.
+            (B, Len, L, 2) (x, y) reference points, Len = sum_l H_l * W_l.
         """
         points = []
         for height, width in spatial_shapes:
             ref_y, ref_x = torch.meshgrid(
-                (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height,
-                (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width,
+                (torch.arange(height, dtype=dtype, device=device) + 0.5) / height,
+                (torch.arange(width, dtype=dtype, device=device) + 0.5) / width,
                 indexing="ij",
             )
             points.append(torch.stack((ref_x.flatten(), ref_y.flatten()), -1))
         points = torch.cat(points, 0)
         return points[None, :, None, :].expand(batch, -1, num_levels, -1)
 
-    def forward(self, src, pos, spatial_shapes, level_start_index):
+    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index):
         """
         Args:
             src: (B, Len, C) flattened features of all levels.
             pos: (B, Len, C) position (+ level) embeddings.
+            reference_points: (B, Len, L, 2) from :meth:`reference_points`.
             spatial_shapes: (L, 2) int64 (H_l, W_l).
             level_start_index: (L,) int64.
 
         Returns:
             (B, Len, C) encoded features.
         """
-        reference_points = self.reference_points(
-            spatial_shapes.tolist(), src.shape[0], spatial_shapes.shape[0], src.device
-        ).to(src.dtype)
         for layer in self.layers:
             src = layer(src, pos, reference_points, spatial_shapes, level_start_index)
         return src
@@ -169,13 +168,20 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
             pos_flatten.append(pos.flatten(2).transpose(1, 2) + self.level_embed[level][None, None])
         src_flatten = torch.cat(src_flatten, 1)
         pos_flatten = torch.cat(pos_flatten, 1)
-        spatial_shapes = torch.as_tensor(
-            [tuple(src.shape[-2:]) for src in srcs], dtype=torch.long, device=src_flatten.device
-        )
+        shapes = [tuple(src.shape[-2:]) for src in srcs]
+        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=src_flatten.device)
         level_start_index = torch.cat(
             (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
         )
-        memory = self.encoder(src_flatten, pos_flatten, spatial_shapes, level_start_index)
+        # From the shapes on the host (no device-to-host copy), and at least float32: sampling
+        # locations need more precision than a half type has.
+        reference_points = self.encoder.reference_points(
+            shapes, src_flatten.shape[0], len(shapes), src_flatten.device,
+            torch.promote_types(src_flatten.dtype, torch.float32),
+        )
+        memory = self.encoder(
+            src_flatten, pos_flatten, reference_points, spatial_shapes, level_start_index
+        )
         return memory, spatial_shapes, level_start_index
 
 
@@ -202,6 +208,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         common_stride,
         transformer_n_points=4,
         num_multi_scale_features=3,
+        autocast_at_inference=False,
     ):
         """
         Args:
@@ -219,8 +226,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
             transformer_n_points: sampling points per head and level of MSDeformAttn.
             num_multi_scale_features: how many outputs, coarse to fine, are returned as the
                 multi-scale features for the transformer decoder.
+            autocast_at_inference: in eval mode, run under the caller's autocast instead of
+                float32 (see :meth:`forward_features`).
         """
         super().__init__()
+        self.autocast_at_inference = autocast_at_inference
         missing = [f for f in transformer_in_features if f not in input_shape]
         if missing:
             raise ValueError(
@@ -303,6 +313,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
             "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
             "common_stride": head.COMMON_STRIDE,
+            "autocast_at_inference": cfg.MODEL.MASK_FORMER.TEST.PRECISION != "float32",
         }
 
     def forward_features(self, features):
@@ -317,14 +328,19 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 coarse to fine (1/32, 1/16, 1/8 for the published configs).
 
         As in the published models, the pixel decoder runs in float32 also under mixed precision
-        (autocast, e.g. SOLVER.AMP.ENABLED); its outputs are float32.
+        (autocast, e.g. SOLVER.AMP.ENABLED); its outputs are float32. With
+        ``autocast_at_inference`` (the reduced-precision inference of MODEL.MASK_FORMER.TEST.
+        PRECISION), in eval mode it runs under the caller's autocast instead, except for the
+        deformable sampling (locations, weights and the sampling itself), which stays float32.
         """
+        if self.autocast_at_inference and not self.training:
+            return self._forward_features(features)
         device_type = next(iter(features.values())).device.type
         with torch.autocast(device_type=device_type, enabled=False):
-            return self._forward_features_float32({k: v.float() for k, v in features.items()})
+            return self._forward_features({k: v.float() for k, v in features.items()})
 
-    def _forward_features_float32(self, features):
-        """:meth:`forward_features` on float32 features, with autocast disabled."""
+    def _forward_features(self, features):
+        """:meth:`forward_features` in the autocast state and dtype of the caller."""
         srcs, pos = [], []
         for proj, name in zip(self.input_proj, self.transformer_in_features):
             x = features[name]

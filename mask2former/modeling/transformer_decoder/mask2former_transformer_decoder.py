@@ -12,6 +12,7 @@ from detectron2.layers import Conv2d
 from torch import nn
 from torch.nn import functional as F
 
+from ..linear import Linear
 from .build import TRANSFORMER_DECODER_REGISTRY
 from .position_encoding import PositionEmbeddingSine
 
@@ -129,13 +130,15 @@ class FFNLayer(_ResidualBlock):
             normalize_before: pre-norm (True) or post-norm (False).
         """
         super().__init__()
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self._add_norm_and_init(d_model, dropout, normalize_before)
 
     def forward(self, tgt):
         """(B, Q, C) -> (B, Q, C)."""
-        return self._residual(tgt, lambda x: self.linear2(self.dropout(F.relu(self.linear1(x)))))
+        return self._residual(
+            tgt, lambda x: self.linear2(self.dropout(self.linear1(x, activation="relu")))
+        )
 
 
 class MLP(nn.Module):
@@ -145,14 +148,12 @@ class MLP(nn.Module):
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+        self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out))
 
     def forward(self, x):
         """(..., input_dim) -> (..., output_dim)."""
         for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.relu(x)
+            x = layer(x, activation="relu" if i < len(self.layers) - 1 else None)
         return x
 
 
@@ -163,18 +164,25 @@ def attention_mask_from_masks(mask_logits, size, num_heads):
     mask is empty everywhere attends to the whole map instead.
 
     Args:
-        mask_logits: (B, Q, H, W) predicted mask logits.
+        mask_logits: (B, Q, H, W) predicted mask logits; not resized when (H, W) == size.
         size: (h, w) of the feature map the next layer attends to.
         num_heads: attention heads of that layer.
 
     Returns:
         (B * num_heads, Q, h * w) bool, True where attention is NOT allowed (no gradient).
     """
-    resized = F.interpolate(mask_logits.detach(), size=size, mode="bilinear", align_corners=False)
+    resized = _resize(mask_logits.detach(), size)
     blocked = resized.flatten(2).sigmoid() < 0.5
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
     batch, queries, length = blocked.shape
     return blocked.unsqueeze(1).expand(batch, num_heads, queries, length).flatten(0, 1)
+
+
+def _resize(maps, size):
+    """(B, N, H, W) -> (B, N, h, w), bilinear as the published model resizes masks."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -254,7 +262,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 self.input_proj.append(nn.Sequential())
 
         if mask_classification:
-            self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+            self.class_embed = Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
     @classmethod
@@ -280,20 +288,30 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
         }
 
-    def forward(self, x, mask_features):
+    def forward(self, x, mask_features, return_aux_outputs=True):
         """
         Args:
             x: list of ``num_feature_levels`` feature maps (B, in_channels, H_l, W_l), in the
                 order the layers read them (coarse to fine: 1/32, 1/16, 1/8).
             mask_features: (B, mask_dim, H/4, W/4) per-pixel embeddings.
+            return_aux_outputs: also return the predictions before the last one (for deep
+                supervision). Inference reads only the last prediction; without the others,
+                their full-resolution masks are not computed.
 
         Returns:
             dict with
               "pred_logits": (B, Q, K + 1) class logits of the last prediction (only with
                   mask_classification),
               "pred_masks": (B, Q, H/4, W/4) mask logits of the last prediction,
-              "aux_outputs": list of ``num_layers`` dicts with the same keys: the prediction
-                  before the first layer and after each layer except the last, in order.
+              "aux_outputs" (only with return_aux_outputs): list of ``num_layers`` dicts with
+                  the same keys: the prediction before the first layer and after each layer
+                  except the last, in order.
+
+        Each layer's attention mask is the previous prediction's mask at the scale of the
+        features the layer reads (:func:`attention_mask_from_masks`). That mask is computed at
+        that scale directly, as ``einsum(mask_embed, resize(mask_features))``: bilinear
+        resizing is linear in each channel, so this equals resizing the full-resolution mask
+        (up to float rounding), for a fraction of the work.
         """
         if len(x) != self.num_feature_levels:
             raise ValueError(
@@ -303,32 +321,43 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         batch = mask_features.shape[0]
         src, pos, size_list = [], [], []
         for i, feature in enumerate(x):
-            size_list.append(feature.shape[-2:])
+            size_list.append(tuple(feature.shape[-2:]))
             # (B, C, h, w) -> (B, hw, C)
             pos.append(self.pe_layer(feature).flatten(2).transpose(1, 2))
             src.append(
                 self.input_proj[i](feature).flatten(2).transpose(1, 2)
                 + self.level_embed.weight[i][None, None, :]
             )
+        # (B, mask_dim, h_l, w_l): the mask features at each attention scale.
+        attention_mask_features = [_resize(mask_features, size) for size in size_list]
 
         query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
         output = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
 
-        predictions = [self.forward_prediction_heads(output, mask_features)]
-        for i in range(self.num_layers):
-            level = i % self.num_feature_levels
-            attn_mask = attention_mask_from_masks(
-                predictions[-1]["pred_masks"], size_list[level], self.num_heads
-            )
-            output = self.transformer_cross_attention_layers[i](
-                output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_pos
-            )
-            output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
-            output = self.transformer_ffn_layers[i](output)
-            predictions.append(self.forward_prediction_heads(output, mask_features))
+        predictions = []
+        for i in range(self.num_layers + 1):
+            if i > 0:
+                output = self.transformer_cross_attention_layers[i - 1](
+                    output, src[level], memory_mask=attn_mask, pos=pos[level],
+                    query_pos=query_pos,
+                )
+                output = self.transformer_self_attention_layers[i - 1](output, query_pos=query_pos)
+                output = self.transformer_ffn_layers[i - 1](output)
+            decoder_output = self.decoder_norm(output)
+            mask_embed = self.mask_embed(decoder_output)
+            is_last = i == self.num_layers
+            if is_last or return_aux_outputs:
+                predictions.append(self._predict(decoder_output, mask_embed, mask_features))
+            if not is_last:
+                level = i % self.num_feature_levels
+                attn_mask = attention_mask_from_masks(
+                    torch.einsum("bqc,bchw->bqhw", mask_embed, attention_mask_features[level]),
+                    size_list[level], self.num_heads,
+                )
 
         out = dict(predictions[-1])
-        out["aux_outputs"] = predictions[:-1]
+        if return_aux_outputs:
+            out["aux_outputs"] = predictions[:-1]
         return out
 
     def forward_prediction_heads(self, output, mask_features):
@@ -344,7 +373,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "pred_logits" (B, Q, K + 1).
         """
         decoder_output = self.decoder_norm(output)
-        mask_embed = self.mask_embed(decoder_output)
+        return self._predict(decoder_output, self.mask_embed(decoder_output), mask_features)
+
+    def _predict(self, decoder_output, mask_embed, mask_features):
+        """:meth:`forward_prediction_heads` from the normalized queries and their mask embeddings."""
         prediction = {
             "pred_masks": torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features),
         }
