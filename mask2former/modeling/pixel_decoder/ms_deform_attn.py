@@ -88,27 +88,27 @@ class MSDeformAttn(nn.Module):
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
         value = value.view(batch, len_in, self.n_heads, self.d_model // self.n_heads)
 
-        sampling_offsets = self.sampling_offsets(query).view(
+        # The sampling runs in the type of the reference points (at least float32): under
+        # autocast the projections give a half type, too coarse for locations.
+        dtype = reference_points.dtype
+        sampling_offsets = self.sampling_offsets(query).to(dtype).view(
             batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2
         )
         attention_weights = F.softmax(
-            self.attention_weights(query).view(
+            self.attention_weights(query).to(dtype).view(
                 batch, num_queries, self.n_heads, self.n_levels * self.n_points
             ),
             -1,
         ).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
 
-        # Offsets are in pixels of each level: divide by (W_l, H_l). The locations keep the
-        # reference points' precision (under autocast the projections are half types).
-        offset_normalizer = input_spatial_shapes.flip(-1).to(reference_points.dtype)
-        sampling_locations = torch.addcdiv(
-            reference_points[:, :, None, :, None, :],
-            sampling_offsets,
-            offset_normalizer[None, None, None, :, None, :],
+        # Offsets are in pixels of each level: divide by (W_l, H_l).
+        offset_normalizer = input_spatial_shapes.flip(-1).to(dtype)
+        sampling_locations = (
+            reference_points[:, :, None, :, None, :]
+            + sampling_offsets / offset_normalizer[None, None, None, :, None, :]
         )
-        dtype = sampling_locations.dtype
         output = ms_deform_attn(
             value.to(dtype), input_spatial_shapes, input_level_start_index, sampling_locations,
-            attention_weights.to(dtype),
+            attention_weights,
         )
         return self.output_proj(output)

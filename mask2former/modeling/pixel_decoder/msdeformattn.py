@@ -67,43 +67,46 @@ class MSDeformAttnEncoder(nn.Module):
         )
 
     @staticmethod
-    def reference_points(spatial_shapes, batch, num_levels, device, dtype=torch.float32):
+    def reference_points(spatial_shapes, batch, num_levels, device):
         """
         Reference point of every position: its pixel center, normalized to [0, 1] by its own
         level's size, and used unchanged on every level.
 
         Args:
-            spatial_shapes: list of L (H_l, W_l) ints.
+            spatial_shapes: list of L (H_l, W_l).
             batch: B.
             num_levels: L, the levels each point is used on.
-            device, dtype: of the result.
+            device: device of the result.
 
         Returns:
-            (B, Len, L, 2) (x, y) reference points, Len = sum_l H_l * W_l.
+            (B, Len, L, 2) float32 (x, y) reference points, Len = sum_l H_l * W_l.
         """
         points = []
         for height, width in spatial_shapes:
             ref_y, ref_x = torch.meshgrid(
-                (torch.arange(height, dtype=dtype, device=device) + 0.5) / height,
-                (torch.arange(width, dtype=dtype, device=device) + 0.5) / width,
+                (torch.arange(height, dtype=torch.float32, device=device) + 0.5) / height,
+                (torch.arange(width, dtype=torch.float32, device=device) + 0.5) / width,
                 indexing="ij",
             )
             points.append(torch.stack((ref_x.flatten(), ref_y.flatten()), -1))
         points = torch.cat(points, 0)
         return points[None, :, None, :].expand(batch, -1, num_levels, -1)
 
-    def forward(self, src, pos, reference_points, spatial_shapes, level_start_index):
+    def forward(self, src, pos, spatial_shapes, level_start_index):
         """
         Args:
             src: (B, Len, C) flattened features of all levels.
             pos: (B, Len, C) position (+ level) embeddings.
-            reference_points: (B, Len, L, 2) from :meth:`reference_points`.
             spatial_shapes: (L, 2) int64 (H_l, W_l).
             level_start_index: (L,) int64.
 
         Returns:
             (B, Len, C) encoded features.
         """
+        # At least float32 (under autocast src is a half type, too coarse for locations).
+        reference_points = self.reference_points(
+            spatial_shapes.tolist(), src.shape[0], spatial_shapes.shape[0], src.device
+        ).to(torch.promote_types(src.dtype, torch.float32))
         for layer in self.layers:
             src = layer(src, pos, reference_points, spatial_shapes, level_start_index)
         return src
@@ -168,20 +171,13 @@ class MSDeformAttnTransformerEncoderOnly(nn.Module):
             pos_flatten.append(pos.flatten(2).transpose(1, 2) + self.level_embed[level][None, None])
         src_flatten = torch.cat(src_flatten, 1)
         pos_flatten = torch.cat(pos_flatten, 1)
-        shapes = [tuple(src.shape[-2:]) for src in srcs]
-        spatial_shapes = torch.as_tensor(shapes, dtype=torch.long, device=src_flatten.device)
+        spatial_shapes = torch.as_tensor(
+            [tuple(src.shape[-2:]) for src in srcs], dtype=torch.long, device=src_flatten.device
+        )
         level_start_index = torch.cat(
             (spatial_shapes.new_zeros((1,)), spatial_shapes.prod(1).cumsum(0)[:-1])
         )
-        # From the shapes on the host (no device-to-host copy), and at least float32: sampling
-        # locations need more precision than a half type has.
-        reference_points = self.encoder.reference_points(
-            shapes, src_flatten.shape[0], len(shapes), src_flatten.device,
-            torch.promote_types(src_flatten.dtype, torch.float32),
-        )
-        memory = self.encoder(
-            src_flatten, pos_flatten, reference_points, spatial_shapes, level_start_index
-        )
+        memory = self.encoder(src_flatten, pos_flatten, spatial_shapes, level_start_index)
         return memory, spatial_shapes, level_start_index
 
 
