@@ -97,7 +97,9 @@ setup(
         "Pillow",
         "shapely",  # Detectron2's Cityscapes instance loader
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # transformers + safetensors: tests/test_convert_hf.py builds a transformers Mask2Former
+    # (tools/convert-hf-to-d2.py itself needs only safetensors, for .safetensors checkpoints).
+    extras_require={"test": ["pytest", "hypothesis", "transformers", "safetensors"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -376,7 +376,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         return self._predict(decoder_output, self.mask_embed(decoder_output), mask_features)
 
     def _predict(self, decoder_output, mask_embed, mask_features):
-        """:meth:`forward_prediction_heads` from the normalized queries and their mask embeddings."""
+        """:meth:`forward_prediction_heads` from the normalized queries and mask embeddings."""
         prediction = {
             "pred_masks": torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features),
         }
