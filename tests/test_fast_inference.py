@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from torch.profiler import profile
 
 from mask2former.modeling.linear import Linear
+from mask2former.modeling.transformer_decoder.mask2former_transformer_decoder import _attention
 from small_model import small_config
 
 
@@ -104,3 +105,25 @@ def test_bfloat16_inference_is_opt_in_and_agrees_with_float32():
 def test_unknown_precision_is_refused():
     with pytest.raises(ValueError, match="MODEL.MASK_FORMER.TEST.PRECISION='half'"):
         small_model("half")
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("training", [False, True])
+def test_decoder_attention_equals_nn_multihead_attention(batch, training):
+    torch.manual_seed(0)
+    attn = torch.nn.MultiheadAttention(32, 4, batch_first=True).train(training)
+    query, key, value = torch.randn(batch, 6, 32), torch.randn(batch, 20, 32), torch.randn(
+        batch, 20, 32)
+    blocked = torch.rand(batch, 6, 20) < 0.5
+    blocked[:, :, 0] = False  # no query blocked everywhere
+    per_head = torch.rand(batch * 4, 6, 20) < 0.5
+    per_head[:, :, 0] = False
+    masks = [None, blocked[:, None].expand(batch, 4, 6, 20).flatten(0, 1), per_head]
+    for mask in masks:
+        expected = attn(query, key, value, attn_mask=mask, need_weights=False)[0]
+        torch.testing.assert_close(_attention(attn, query, key, value, mask), expected,
+                                   atol=1e-5, rtol=1e-5)
+    with torch.no_grad():  # the inference path (oneDNN projections)
+        torch.testing.assert_close(_attention(attn.eval(), query, key, value, masks[1]),
+                                   attn(query, key, value, attn_mask=masks[1])[0],
+                                   atol=1e-5, rtol=1e-5)

@@ -1,5 +1,5 @@
 """
-``nn.Linear`` whose inference on the CPU runs on oneDNN, in float32 and under bfloat16 autocast.
+Linear layers whose inference on the CPU runs on oneDNN, in float32 and under bfloat16 autocast.
 
 PyTorch computes a float32 ``F.linear`` on the CPU with its BLAS (MKL in the official wheels).
 On CPUs where MKL does not use AVX-512 (measured on an AMD EPYC, Zen 5) that reaches less than
@@ -9,19 +9,19 @@ Under bfloat16 autocast, ``F.linear`` runs on oneDNN already, but copies the bia
 output first and applies a following ReLU in another pass; one fused call takes 7 ms instead
 of 12 ms for the product above with its ReLU.
 
-:class:`Linear` calls oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, the kernel that
-``torch.compile`` uses for frozen CPU models), with the following ReLU or GELU fused, when
-nothing else is needed from the call: CPU tensors, no gradient, and float32 without autocast
-or bfloat16 autocast (inputs, weight and bias cast to bfloat16, as autocast casts them for
-``F.linear``). Every other call (training, other types, GPU, a PyTorch built without oneDNN,
-tracing for export, torch.compile) is ``F.linear``. The results equal ``F.linear``'s up to
-rounding (another summation order).
+:func:`linear` (and :class:`Linear`, an ``nn.Linear``) call oneDNN's linear
+(``torch.ops.mkldnn._linear_pointwise``, the kernel that ``torch.compile`` uses for frozen CPU
+models), with the following ReLU or GELU fused, when nothing else is needed from the call: CPU
+tensors, no gradient, and float32 without autocast or bfloat16 autocast (inputs, weight and
+bias cast to bfloat16, as autocast casts them for ``F.linear``). Every other call (training,
+other types, GPU, a PyTorch built without oneDNN, tracing for export, torch.compile) is
+``F.linear``. The results equal ``F.linear``'s up to rounding (another summation order).
 """
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["Linear"]
+__all__ = ["Linear", "linear"]
 
 _ONEDNN_LINEAR = (
     getattr(torch.ops.mkldnn, "_linear_pointwise", None)
@@ -46,24 +46,30 @@ def _onednn_dtype(x, weight):
     return torch.float32 if x.dtype == weight.dtype == torch.float32 else None
 
 
+def linear(x, weight, bias=None, activation=None):
+    """
+    ``F.linear`` (then ``activation``), on oneDNN where the module docstring says.
+
+    Args:
+        x: (..., in_features).
+        weight: (out_features, in_features); bias: (out_features,) or None.
+        activation: None, "relu" or "gelu" (exact): applied to the result.
+
+    Returns:
+        (..., out_features)
+    """
+    (post_op, scalars, algorithm), function = _ACTIVATIONS[activation]
+    dtype = _onednn_dtype(x, weight)
+    if dtype is not None:
+        bias = None if bias is None else bias.to(dtype)
+        return _ONEDNN_LINEAR(x.to(dtype), weight.to(dtype), bias, post_op, scalars, algorithm)
+    y = F.linear(x, weight, bias)
+    return y if function is None else function(y)
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, same results) with a faster inference on the CPU."""
 
     def forward(self, x, activation=None):
-        """
-        Args:
-            x: (..., in_features).
-            activation: None, "relu" or "gelu" (exact): applied to the result.
-
-        Returns:
-            (..., out_features)
-        """
-        (post_op, scalars, algorithm), function = _ACTIVATIONS[activation]
-        dtype = _onednn_dtype(x, self.weight)
-        if dtype is not None:
-            bias = None if self.bias is None else self.bias.to(dtype)
-            return _ONEDNN_LINEAR(
-                x.to(dtype), self.weight.to(dtype), bias, post_op, scalars, algorithm
-            )
-        y = F.linear(x, self.weight, self.bias)
-        return y if function is None else function(y)
+        """(..., in_features) -> (..., out_features); see :func:`linear`."""
+        return linear(x, self.weight, self.bias, activation)

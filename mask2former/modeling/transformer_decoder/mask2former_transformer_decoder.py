@@ -12,13 +12,53 @@ from detectron2.layers import Conv2d
 from torch import nn
 from torch.nn import functional as F
 
-from ..linear import Linear
+from ..linear import Linear, linear
 from .build import TRANSFORMER_DECODER_REGISTRY
 from .position_encoding import PositionEmbeddingSine
 
 
 def _with_pos(x, pos):
     return x if pos is None else x + pos
+
+
+def _attention(attn, query, key, value, blocked=None):
+    """
+    ``attn(query, key, value, attn_mask=blocked, need_weights=False)[0]`` of a batch-first
+    ``nn.MultiheadAttention`` (its parameters, the same function), computed without the module's
+    transposes of the inputs and, when the mask is the same for every head (as
+    :func:`attention_mask_from_masks` gives it for one image), without a copy of it per head;
+    the projections run on :func:`linear`.
+
+    Args:
+        attn: nn.MultiheadAttention with batch_first=True and one input projection.
+        query: (B, Q, C); key, value: (B, L, C).
+        blocked: (B * nHeads, Q, L) bool, True where a query may NOT attend (or a float mask
+            added to the attention logits), or None.
+
+    Returns:
+        (B, Q, C)
+    """
+    batch, queries, channels = query.shape
+    length, heads = key.shape[1], attn.num_heads
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+
+    def split_heads(x, weight, bias):  # (B, N, C) -> (B, nHeads, N, C / nHeads)
+        return linear(x, weight, bias).view(batch, -1, heads, channels // heads).transpose(1, 2)
+
+    mask = None
+    if blocked is not None:
+        mask = blocked.view(batch, heads, queries, length)
+        if mask.stride(1) == 0:  # one mask broadcast over the heads
+            mask = mask[:, :1]
+        if mask.dtype == torch.bool:
+            mask = ~mask  # scaled_dot_product_attention: True where attention is allowed
+    out = F.scaled_dot_product_attention(
+        split_heads(query, w_q, b_q), split_heads(key, w_k, b_k), split_heads(value, w_v, b_v),
+        attn_mask=mask, dropout_p=attn.dropout if attn.training else 0.0,
+    )
+    out = out.transpose(1, 2).reshape(batch, queries, channels)
+    return linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
 class _ResidualBlock(nn.Module):
@@ -71,7 +111,7 @@ class SelfAttentionLayer(_ResidualBlock):
 
         def attend(x):
             q = k = _with_pos(x, query_pos)
-            return self.self_attn(q, k, value=x, need_weights=False)[0]
+            return _attention(self.self_attn, q, k, x)
 
         return self._residual(tgt, attend)
 
@@ -107,13 +147,10 @@ class CrossAttentionLayer(_ResidualBlock):
         """
 
         def attend(x):
-            return self.multihead_attn(
-                query=_with_pos(x, query_pos),
-                key=_with_pos(memory, pos),
-                value=memory,
-                attn_mask=memory_mask,
-                need_weights=False,
-            )[0]
+            return _attention(
+                self.multihead_attn, _with_pos(x, query_pos), _with_pos(memory, pos), memory,
+                memory_mask,
+            )
 
         return self._residual(tgt, attend)
 
