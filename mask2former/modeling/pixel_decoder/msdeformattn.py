@@ -344,10 +344,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
             pos.append(self.pe_layer(x))
         memory, _, _ = self.transformer(srcs, pos)
 
-        # (B, Len, C) -> one (B, C, H_l, W_l) map per level, coarse to fine.
+        # (B, Len, C) -> one (B, C, H_l, W_l) map per level, coarse to fine: channels-last
+        # views of the encoder output, no copies (the transformer decoder flattens them back).
         out = []
         for level, src in zip(memory.split([s.shape[-2] * s.shape[-1] for s in srcs], 1), srcs):
-            out.append(level.transpose(1, 2).reshape(src.shape))
+            out.append(level.unflatten(1, src.shape[-2:]).permute(0, 3, 1, 2))
         # Top-down: from the finest encoder output to the finest input feature.
         for name, lateral_conv, output_conv in zip(
             self.fpn_in_features[::-1], self.lateral_convs[::-1], self.output_convs[::-1]
