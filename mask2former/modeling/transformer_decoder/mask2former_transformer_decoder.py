@@ -373,7 +373,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
         predictions = []
         for i in range(self.num_layers + 1):
-            if i > 0:
+            if i > 0:  # layer i - 1, with the level and mask chosen after prediction i - 1
                 output = self.transformer_cross_attention_layers[i - 1](
                     output, src[level], memory_mask=attn_mask, pos=pos[level],
                     query_pos=query_pos,
