@@ -76,12 +76,20 @@ def same(a, b):
     return a == b
 
 
+# Keys of this project beyond the published ones, with their defaults (see mask2former/config.py).
+PROJECT_KEYS = {
+    "MODEL.MASK_FORMER.TEST.PRECISION": "float32",
+}
+
+
 def test_add_maskformer2_config_has_the_published_defaults():
     added = flatten(default_config())
+    assert set(PROJECT_KEYS) <= set(added)
     cfg = get_cfg()
     add_deeplab_config(cfg)
     before = flatten(cfg)
     added = {k: v for k, v in added.items() if k not in before or not same(v, before[k])}
+    assert {k: added.pop(k, None) for k in PROJECT_KEYS} == PROJECT_KEYS
     expected = read_key_values(os.path.join(REFERENCE, "configs", "_defaults.txt"))
     assert sorted(added) == sorted(expected)
     wrong = {k: (added[k], expected[k]) for k in expected if not same(added[k], expected[k])}
