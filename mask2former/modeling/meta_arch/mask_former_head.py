@@ -43,20 +43,18 @@ class MaskFormerHead(nn.Module):
             ),
         }
 
-    def forward(self, features, mask=None, return_aux_outputs=True):
+    def forward(self, features, mask=None, **predictor_kwargs):
         """
         Args:
             features: dict of backbone feature name -> (B, C_f, H / stride, W / stride).
             mask: padding mask of the input; not used (as in the published models, padding is
                 attended like image pixels). Accepted for Detectron2's head call convention.
-            return_aux_outputs: also return the predictions before the last one (training
-                needs them for deep supervision; inference does not).
+            predictor_kwargs: passed on to the transformer decoder (e.g. the video decoder's
+                ``num_frames``).
 
         Returns:
             the transformer decoder's predictions: {"pred_logits": (B, Q, K + 1),
-            "pred_masks": (B, Q, H/4, W/4), "aux_outputs": [...] (with return_aux_outputs)}.
+            "pred_masks": (B, Q, H/4, W/4), "aux_outputs": [...]}.
         """
         mask_features, _, multi_scale_features = self.pixel_decoder.forward_features(features)
-        return self.predictor(
-            multi_scale_features, mask_features, return_aux_outputs=return_aux_outputs
-        )
+        return self.predictor(multi_scale_features, mask_features, **predictor_kwargs)

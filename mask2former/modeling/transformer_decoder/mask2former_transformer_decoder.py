@@ -201,15 +201,19 @@ def attention_mask_from_masks(mask_logits, size, num_heads):
     mask is empty everywhere attends to the whole map instead.
 
     Args:
-        mask_logits: (B, Q, H, W) predicted mask logits; not resized when (H, W) == size.
+        mask_logits: (B, Q, H, W) predicted mask logits, or (B, Q, T, H, W) for a clip of T
+            frames (each frame resized; "empty everywhere" then means in all T frames); not
+            resized when (H, W) == size.
         size: (h, w) of the feature map the next layer attends to.
         num_heads: attention heads of that layer.
 
     Returns:
-        (B * num_heads, Q, h * w) bool, True where attention is NOT allowed (no gradient).
+        (B * num_heads, Q, h * w) bool (Q, T * h * w for a clip, frame-major), True where
+        attention is NOT allowed (no gradient).
     """
-    resized = _resize(mask_logits.detach(), size)
-    blocked = resized.flatten(2).sigmoid() < 0.5
+    batch, queries = mask_logits.shape[:2]
+    frames = mask_logits.detach().reshape(batch, -1, *mask_logits.shape[-2:])
+    blocked = _resize(frames, size).reshape(batch, queries, -1).sigmoid() < 0.5
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
     batch, queries, length = blocked.shape
     return blocked.unsqueeze(1).expand(batch, num_heads, queries, length).flatten(0, 1)
