@@ -97,6 +97,14 @@ def add_maskformer2_config(cfg):
     # Memory (MiB) of one chunk of mask logits resized to the output size: post-processing
     # resizes the masks a chunk of queries at a time and never holds all of them at that size.
     cfg.MODEL.MASK_FORMER.TEST.POSTPROCESS_CHUNK_MB = 64
+    # Precision of the network at inference: "float32" (default: the published model's
+    # results), or, opt-in, "bfloat16" / "float16": backbone, pixel decoder and transformer
+    # decoder run under torch.autocast with that type (norms, softmaxes and the deformable
+    # sampling stay float32; post-processing is float32). Faster where the hardware has the
+    # type (bfloat16: CPUs with AVX-512 BF16 or AMX, recent GPUs; float16: GPUs), results
+    # differ slightly: the agreement with float32 is measured in BENCHMARKS.md. Training is
+    # not affected (see SOLVER.AMP.ENABLED).
+    cfg.MODEL.MASK_FORMER.TEST.PRECISION = "float32"
 
     # ---- pixel decoder ----
     # Channels of the per-pixel mask features.

@@ -1,46 +1,17 @@
 """tools/convert-*.py: torchvision ResNet and Swin release checkpoints -> Detectron2 .pkl files
 that load into Detectron2's ResNet / D2SwinTransformer exactly."""
-import importlib.util
-import logging
-import os
 import pickle
 
 import numpy as np
 import pytest
 import torch
 import torchvision
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import build_resnet_backbone
 
 from mask2former.modeling.backbone.swin import D2SwinTransformer
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_tool(name, *args):
-    """Run the tool's command line (its main(argv)) in this process."""
-    path = os.path.join(ROOT, "tools", name)
-    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool.main([str(a) for a in args])
-
-
-def load_reporting_incompatible(model, path):
-    """Load with DetectionCheckpointer; return the names fvcore reports missing / unexpected
-    (read from the loading logger, whatever logging setup the session has)."""
-    records = []
-    handler = logging.Handler()
-    handler.emit = records.append
-    logger = logging.getLogger("fvcore.common.checkpoint")
-    logger.addHandler(handler)
-    try:
-        DetectionCheckpointer(model).load(str(path))
-    finally:
-        logger.removeHandler(handler)
-    return [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+from tool_helpers import load_reporting_incompatible, run_tool
 
 
 def randomize_bn_statistics(model):

@@ -167,9 +167,11 @@ def test_graphs_are_made_of_standard_operators(exported):
     assert [(o.domain, o.version) for o in graph.opset_import] == [("", 18)]
     op_types = {node.op_type for node in graph.graph.node}
     assert "GridSample" in op_types
-    torchscript = runners["torchscript"].backend.module
-    assert "mask2former::" not in str(torchscript.inlined_graph)
-    assert "aten::grid_sampler" in str(torchscript.inlined_graph)
+    # Freshly loaded: once a module has run, the profiling executor's optimized graph is what
+    # inlined_graph shows, with its submodules as calls.
+    torchscript = str(torch.jit.load(runners["torchscript"].path).inlined_graph)
+    assert "mask2former::" not in torchscript
+    assert "aten::grid_sampler" in torchscript
 
 
 def test_onnx_batch_equals_single_images(exported):

@@ -1,4 +1,6 @@
 """Torch threads that follow the machine's load (mask2former/engine/threads.py)."""
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -27,7 +29,10 @@ def test_a_busy_neighbour_takes_a_core_and_the_model_still_runs():
     cores = AdaptiveThreads().cores
     policy = install_adaptive_threads(model, max_threads=cores)
     policy.interval = 0.5
-    neighbour = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # Another program, not a child of this process (children, e.g. data loader workers, count as
+    # this process's own load): a shell that starts the busy loop and waits for it.
+    busy_loop = f"'{sys.executable}' -c 'while True: pass'; true"
+    neighbour = subprocess.Popen(["sh", "-c", busy_loop], start_new_session=True)
     try:
         x = torch.ones(3, 4)
         expected = x @ model.weight.T + model.bias
@@ -36,6 +41,6 @@ def test_a_busy_neighbour_takes_a_core_and_the_model_still_runs():
         model(x)
         assert torch.get_num_threads() <= max(1, cores - 1)
     finally:
-        neighbour.kill()
+        os.killpg(neighbour.pid, signal.SIGKILL)
         neighbour.wait()
         torch.set_num_threads(threads)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..linear import Linear
 from .ops import ms_deform_attn, spatial_shapes_tensor
 
 
@@ -32,10 +33,10 @@ class MSDeformAttn(nn.Module):
         self.n_heads = n_heads
         self.n_points = n_points
 
-        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
-        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
-        self.value_proj = nn.Linear(d_model, d_model)
-        self.output_proj = nn.Linear(d_model, d_model)
+        self.sampling_offsets = Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = Linear(d_model, d_model)
+        self.output_proj = Linear(d_model, d_model)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -88,27 +89,27 @@ class MSDeformAttn(nn.Module):
             value = value.masked_fill(input_padding_mask[..., None], 0.0)
         value = value.view(batch, len_in, self.n_heads, self.d_model // self.n_heads)
 
-        sampling_offsets = self.sampling_offsets(query).view(
+        # The sampling runs in the type of the reference points (at least float32): under
+        # autocast the projections give a half type, too coarse for locations.
+        dtype = reference_points.dtype
+        sampling_offsets = self.sampling_offsets(query).to(dtype).view(
             batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2
         )
         attention_weights = F.softmax(
-            self.attention_weights(query).view(
+            self.attention_weights(query).to(dtype).view(
                 batch, num_queries, self.n_heads, self.n_levels * self.n_points
             ),
             -1,
         ).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
 
         # Offsets are in pixels of each level: divide by (W_l, H_l).
-        offset_normalizer = (
-            spatial_shapes_tensor(input_spatial_shapes, query.device).flip(-1)
-            .to(sampling_offsets.dtype)
-        )
+        offset_normalizer = spatial_shapes_tensor(input_spatial_shapes, query.device).flip(-1).to(dtype)
         sampling_locations = (
             reference_points[:, :, None, :, None, :]
             + sampling_offsets / offset_normalizer[None, None, None, :, None, :]
         )
         output = ms_deform_attn(
-            value, input_spatial_shapes, input_level_start_index, sampling_locations,
+            value.to(dtype), input_spatial_shapes, input_level_start_index, sampling_locations,
             attention_weights,
         )
         return self.output_proj(output)

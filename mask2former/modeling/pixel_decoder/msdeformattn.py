@@ -10,6 +10,7 @@ from detectron2.layers import Conv2d, get_norm
 from torch import nn
 from torch.nn import functional as F
 
+from ..linear import Linear
 from ..transformer_decoder.position_encoding import PositionEmbeddingSine
 from .build import PIXEL_DECODER_REGISTRY
 from .ms_deform_attn import MSDeformAttn
@@ -31,9 +32,9 @@ class MSDeformAttnEncoderLayer(nn.Module):
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points)
         self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.linear1 = nn.Linear(d_model, d_ffn)
+        self.linear1 = Linear(d_model, d_ffn)
         self.dropout2 = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(d_ffn, d_model)
+        self.linear2 = Linear(d_ffn, d_model)
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
@@ -53,7 +54,7 @@ class MSDeformAttnEncoderLayer(nn.Module):
             src + pos, reference_points, src, spatial_shapes, level_start_index
         )
         src = self.norm1(src + self.dropout1(attended))
-        ffn = self.linear2(self.dropout2(F.relu(self.linear1(src))))
+        ffn = self.linear2(self.dropout2(self.linear1(src, activation="relu")))
         return self.norm2(src + self.dropout3(ffn))
 
 
@@ -104,9 +105,10 @@ class MSDeformAttnEncoder(nn.Module):
             (B, Len, C) encoded features.
         """
         level_shapes = level_shapes_list(spatial_shapes)
+        # At least float32 (under autocast src is a half type, too coarse for locations).
         reference_points = self.reference_points(
             level_shapes, src.shape[0], len(level_shapes), src.device
-        ).to(src.dtype)
+        ).to(torch.promote_types(src.dtype, torch.float32))
         for layer in self.layers:
             src = layer(src, pos, reference_points, level_shapes, level_start_index)
         return src
@@ -202,6 +204,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
         common_stride,
         transformer_n_points=4,
         num_multi_scale_features=3,
+        autocast_at_inference=False,
     ):
         """
         Args:
@@ -219,8 +222,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
             transformer_n_points: sampling points per head and level of MSDeformAttn.
             num_multi_scale_features: how many outputs, coarse to fine, are returned as the
                 multi-scale features for the transformer decoder.
+            autocast_at_inference: in eval mode, run under the caller's autocast instead of
+                float32 (see :meth:`forward_features`).
         """
         super().__init__()
+        self.autocast_at_inference = autocast_at_inference
         missing = [f for f in transformer_in_features if f not in input_shape]
         if missing:
             raise ValueError(
@@ -303,6 +309,7 @@ class MSDeformAttnPixelDecoder(nn.Module):
             "transformer_enc_layers": head.TRANSFORMER_ENC_LAYERS,
             "transformer_in_features": head.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES,
             "common_stride": head.COMMON_STRIDE,
+            "autocast_at_inference": cfg.MODEL.MASK_FORMER.TEST.PRECISION != "float32",
         }
 
     def forward_features(self, features):
@@ -317,14 +324,19 @@ class MSDeformAttnPixelDecoder(nn.Module):
                 coarse to fine (1/32, 1/16, 1/8 for the published configs).
 
         As in the published models, the pixel decoder runs in float32 also under mixed precision
-        (autocast, e.g. SOLVER.AMP.ENABLED); its outputs are float32.
+        (autocast, e.g. SOLVER.AMP.ENABLED); its outputs are float32. With
+        ``autocast_at_inference`` (the reduced-precision inference of MODEL.MASK_FORMER.TEST.
+        PRECISION), in eval mode it runs under the caller's autocast instead, except for the
+        deformable sampling (locations, weights and the sampling itself), which stays float32.
         """
+        if self.autocast_at_inference and not self.training:
+            return self._forward_features(features)
         device_type = next(iter(features.values())).device.type
         with torch.autocast(device_type=device_type, enabled=False):
-            return self._forward_features_float32({k: v.float() for k, v in features.items()})
+            return self._forward_features({k: v.float() for k, v in features.items()})
 
-    def _forward_features_float32(self, features):
-        """:meth:`forward_features` on float32 features, with autocast disabled."""
+    def _forward_features(self, features):
+        """:meth:`forward_features` in the autocast state and dtype of the caller."""
         srcs, pos = [], []
         for proj, name in zip(self.input_proj, self.transformer_in_features):
             x = features[name]
@@ -332,10 +344,11 @@ class MSDeformAttnPixelDecoder(nn.Module):
             pos.append(self.pe_layer(x))
         memory, _, _ = self.transformer(srcs, pos)
 
-        # (B, Len, C) -> one (B, C, H_l, W_l) map per level, coarse to fine.
+        # (B, Len, C) -> one (B, C, H_l, W_l) map per level, coarse to fine: channels-last
+        # views of the encoder output, no copies (the transformer decoder flattens them back).
         out = []
         for level, src in zip(memory.split([s.shape[-2] * s.shape[-1] for s in srcs], 1), srcs):
-            out.append(level.transpose(1, 2).reshape(src.shape))
+            out.append(level.unflatten(1, src.shape[-2:]).permute(0, 3, 1, 2))
         # Top-down: from the finest encoder output to the finest input feature.
         for name, lateral_conv, output_conv in zip(
             self.fpn_in_features[::-1], self.lateral_convs[::-1], self.output_convs[::-1]

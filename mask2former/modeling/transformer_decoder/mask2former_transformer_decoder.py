@@ -12,12 +12,53 @@ from detectron2.layers import Conv2d
 from torch import nn
 from torch.nn import functional as F
 
+from ..linear import Linear, linear
 from .build import TRANSFORMER_DECODER_REGISTRY
 from .position_encoding import PositionEmbeddingSine
 
 
 def _with_pos(x, pos):
     return x if pos is None else x + pos
+
+
+def _attention(attn, query, key, value, blocked=None):
+    """
+    ``attn(query, key, value, attn_mask=blocked, need_weights=False)[0]`` of a batch-first
+    ``nn.MultiheadAttention`` (its parameters, the same function), computed without the module's
+    transposes of the inputs and, when the mask is the same for every head (as
+    :func:`attention_mask_from_masks` gives it for one image), without a copy of it per head;
+    the projections run on :func:`linear`.
+
+    Args:
+        attn: nn.MultiheadAttention with batch_first=True and one input projection.
+        query: (B, Q, C); key, value: (B, L, C).
+        blocked: (B * nHeads, Q, L) bool, True where a query may NOT attend (or a float mask
+            added to the attention logits), or None.
+
+    Returns:
+        (B, Q, C)
+    """
+    batch, queries, channels = query.shape
+    length, heads = key.shape[1], attn.num_heads
+    w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+
+    def split_heads(x, weight, bias):  # (B, N, C) -> (B, nHeads, N, C / nHeads)
+        return linear(x, weight, bias).view(batch, -1, heads, channels // heads).transpose(1, 2)
+
+    mask = None
+    if blocked is not None:
+        mask = blocked.view(batch, heads, queries, length)
+        if mask.stride(1) == 0:  # one mask broadcast over the heads
+            mask = mask[:, :1]
+        if mask.dtype == torch.bool:
+            mask = ~mask  # scaled_dot_product_attention: True where attention is allowed
+    out = F.scaled_dot_product_attention(
+        split_heads(query, w_q, b_q), split_heads(key, w_k, b_k), split_heads(value, w_v, b_v),
+        attn_mask=mask, dropout_p=attn.dropout if attn.training else 0.0,
+    )
+    out = out.transpose(1, 2).reshape(batch, queries, channels)
+    return linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
 class _ResidualBlock(nn.Module):
@@ -70,7 +111,7 @@ class SelfAttentionLayer(_ResidualBlock):
 
         def attend(x):
             q = k = _with_pos(x, query_pos)
-            return self.self_attn(q, k, value=x, need_weights=False)[0]
+            return _attention(self.self_attn, q, k, x)
 
         return self._residual(tgt, attend)
 
@@ -106,13 +147,10 @@ class CrossAttentionLayer(_ResidualBlock):
         """
 
         def attend(x):
-            return self.multihead_attn(
-                query=_with_pos(x, query_pos),
-                key=_with_pos(memory, pos),
-                value=memory,
-                attn_mask=memory_mask,
-                need_weights=False,
-            )[0]
+            return _attention(
+                self.multihead_attn, _with_pos(x, query_pos), _with_pos(memory, pos), memory,
+                memory_mask,
+            )
 
         return self._residual(tgt, attend)
 
@@ -129,13 +167,15 @@ class FFNLayer(_ResidualBlock):
             normalize_before: pre-norm (True) or post-norm (False).
         """
         super().__init__()
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self._add_norm_and_init(d_model, dropout, normalize_before)
 
     def forward(self, tgt):
         """(B, Q, C) -> (B, Q, C)."""
-        return self._residual(tgt, lambda x: self.linear2(self.dropout(F.relu(self.linear1(x)))))
+        return self._residual(
+            tgt, lambda x: self.linear2(self.dropout(self.linear1(x, activation="relu")))
+        )
 
 
 class MLP(nn.Module):
@@ -145,14 +185,12 @@ class MLP(nn.Module):
         super().__init__()
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
+        self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out))
 
     def forward(self, x):
         """(..., input_dim) -> (..., output_dim)."""
         for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = F.relu(x)
+            x = layer(x, activation="relu" if i < len(self.layers) - 1 else None)
         return x
 
 
@@ -164,7 +202,8 @@ def attention_mask_from_masks(mask_logits, size, num_heads):
 
     Args:
         mask_logits: (B, Q, H, W) predicted mask logits, or (B, Q, T, H, W) for a clip of T
-            frames (each frame resized; "empty everywhere" then means in all T frames).
+            frames (each frame resized; "empty everywhere" then means in all T frames); not
+            resized when (H, W) == size.
         size: (h, w) of the feature map the next layer attends to.
         num_heads: attention heads of that layer.
 
@@ -174,11 +213,17 @@ def attention_mask_from_masks(mask_logits, size, num_heads):
     """
     batch, queries = mask_logits.shape[:2]
     frames = mask_logits.detach().reshape(batch, -1, *mask_logits.shape[-2:])
-    resized = F.interpolate(frames, size=size, mode="bilinear", align_corners=False)
-    blocked = resized.reshape(batch, queries, -1).sigmoid() < 0.5
+    blocked = _resize(frames, size).reshape(batch, queries, -1).sigmoid() < 0.5
     blocked = blocked & ~blocked.all(dim=-1, keepdim=True)
     batch, queries, length = blocked.shape
     return blocked.unsqueeze(1).expand(batch, num_heads, queries, length).flatten(0, 1)
+
+
+def _resize(maps, size):
+    """(B, N, H, W) -> (B, N, h, w), bilinear as the published model resizes masks."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
 
 
 @TRANSFORMER_DECODER_REGISTRY.register()
@@ -258,7 +303,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 self.input_proj.append(nn.Sequential())
 
         if mask_classification:
-            self.class_embed = nn.Linear(hidden_dim, num_classes + 1)
+            self.class_embed = Linear(hidden_dim, num_classes + 1)
         self.mask_embed = MLP(hidden_dim, hidden_dim, mask_dim, 3)
 
     @classmethod
@@ -284,20 +329,30 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "dropout": cfg.MODEL.MASK_FORMER.DROPOUT,
         }
 
-    def forward(self, x, mask_features):
+    def forward(self, x, mask_features, return_aux_outputs=True):
         """
         Args:
             x: list of ``num_feature_levels`` feature maps (B, in_channels, H_l, W_l), in the
                 order the layers read them (coarse to fine: 1/32, 1/16, 1/8).
             mask_features: (B, mask_dim, H/4, W/4) per-pixel embeddings.
+            return_aux_outputs: also return the predictions before the last one (for deep
+                supervision). Inference reads only the last prediction; without the others,
+                their full-resolution masks are not computed.
 
         Returns:
             dict with
               "pred_logits": (B, Q, K + 1) class logits of the last prediction (only with
                   mask_classification),
               "pred_masks": (B, Q, H/4, W/4) mask logits of the last prediction,
-              "aux_outputs": list of ``num_layers`` dicts with the same keys: the prediction
-                  before the first layer and after each layer except the last, in order.
+              "aux_outputs" (only with return_aux_outputs): list of ``num_layers`` dicts with
+                  the same keys: the prediction before the first layer and after each layer
+                  except the last, in order.
+
+        Each layer's attention mask is the previous prediction's mask at the scale of the
+        features the layer reads (:func:`attention_mask_from_masks`). That mask is computed at
+        that scale directly, as ``einsum(mask_embed, resize(mask_features))``: bilinear
+        resizing is linear in each channel, so this equals resizing the full-resolution mask
+        (up to float rounding), for a fraction of the work.
         """
         if len(x) != self.num_feature_levels:
             raise ValueError(
@@ -307,32 +362,43 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         batch = mask_features.shape[0]
         src, pos, size_list = [], [], []
         for i, feature in enumerate(x):
-            size_list.append(feature.shape[-2:])
+            size_list.append(tuple(feature.shape[-2:]))
             # (B, C, h, w) -> (B, hw, C)
             pos.append(self.pe_layer(feature).flatten(2).transpose(1, 2))
             src.append(
                 self.input_proj[i](feature).flatten(2).transpose(1, 2)
                 + self.level_embed.weight[i][None, None, :]
             )
+        # (B, mask_dim, h_l, w_l): the mask features at each attention scale.
+        attention_mask_features = [_resize(mask_features, size) for size in size_list]
 
         query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
         output = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
 
-        predictions = [self.forward_prediction_heads(output, mask_features)]
-        for i in range(self.num_layers):
-            level = i % self.num_feature_levels
-            attn_mask = attention_mask_from_masks(
-                predictions[-1]["pred_masks"], size_list[level], self.num_heads
-            )
-            output = self.transformer_cross_attention_layers[i](
-                output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_pos
-            )
-            output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
-            output = self.transformer_ffn_layers[i](output)
-            predictions.append(self.forward_prediction_heads(output, mask_features))
+        predictions = []
+        for i in range(self.num_layers + 1):
+            if i > 0:  # layer i - 1, with the level and mask chosen after prediction i - 1
+                output = self.transformer_cross_attention_layers[i - 1](
+                    output, src[level], memory_mask=attn_mask, pos=pos[level],
+                    query_pos=query_pos,
+                )
+                output = self.transformer_self_attention_layers[i - 1](output, query_pos=query_pos)
+                output = self.transformer_ffn_layers[i - 1](output)
+            decoder_output = self.decoder_norm(output)
+            mask_embed = self.mask_embed(decoder_output)
+            is_last = i == self.num_layers
+            if is_last or return_aux_outputs:
+                predictions.append(self._predict(decoder_output, mask_embed, mask_features))
+            if not is_last:
+                level = i % self.num_feature_levels
+                attn_mask = attention_mask_from_masks(
+                    torch.einsum("bqc,bchw->bqhw", mask_embed, attention_mask_features[level]),
+                    size_list[level], self.num_heads,
+                )
 
         out = dict(predictions[-1])
-        out["aux_outputs"] = predictions[:-1]
+        if return_aux_outputs:
+            out["aux_outputs"] = predictions[:-1]
         return out
 
     def forward_prediction_heads(self, output, mask_features):
@@ -348,7 +414,10 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             "pred_logits" (B, Q, K + 1).
         """
         decoder_output = self.decoder_norm(output)
-        mask_embed = self.mask_embed(decoder_output)
+        return self._predict(decoder_output, self.mask_embed(decoder_output), mask_features)
+
+    def _predict(self, decoder_output, mask_embed, mask_features):
+        """:meth:`forward_prediction_heads` from the normalized queries and mask embeddings."""
         prediction = {
             "pred_masks": torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features),
         }
