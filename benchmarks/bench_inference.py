@@ -8,6 +8,10 @@ Routes (``ROUTES``):
   bfloat16   native op, MODEL.MASK_FORMER.TEST.PRECISION bfloat16 (opt-in reduced precision)
   compile    native op, ``torch.compile`` of the network (not run by default: it compiles for
              minutes; its compile time is reported)
+  onnx       the model exported to ONNX (tools/deploy) and run by ONNX Runtime with the numpy
+             post-processing of mask2former.deploy; exported in the process (setup time and
+             peak memory include the PyTorch model and the export: benchmarks/bench_export.py
+             measures a deployment without torch)
 
 Each route runs in its own processes, so that its peak resident memory (getrusage maxrss, model
 build included) is its own; the routes' processes alternate for ``--rounds`` rounds, so all see
@@ -21,7 +25,7 @@ logits, the fraction of queries with the same top class, and the mean IoU of the
 (logit > 0) over the queries.
 
     python benchmarks/bench_inference.py [--config-file configs/coco/panoptic-segmentation/\
-maskformer2_R50_bs16_50ep.yaml] [--routes native pytorch bfloat16] [--size 512] [--images 5] \
+maskformer2_R50_bs16_50ep.yaml] [--routes native pytorch bfloat16 onnx] [--size 512] [--images 5] \
 [--rounds 2] [--threads 2] [--tasks panoptic] [--input a.jpg b.jpg] [--opts KEY VALUE ...]
 """
 import argparse
@@ -81,10 +85,37 @@ class CompiledRoute(EagerRoute):
         self.model.predict = torch.compile(self.model.predict)
 
 
+class OnnxRoute:
+    """The model exported to ONNX and run by the deploy runner (ONNX Runtime + numpy)."""
+
+    def __init__(self, cfg):
+        import torch
+
+        from mask2former.deploy import ExportedMask2Former
+        from mask2former.export import build_deploy_info, export_model
+
+        model = EagerRoute(cfg).model
+        example = torch.randint(0, 256, (3, 512, 512), dtype=torch.uint8)
+        info = build_deploy_info(cfg, model, "onnx", tuple(example.shape[-2:]))
+        self._folder = tempfile.TemporaryDirectory()
+        path = export_model(model, example, "onnx", self._folder.name, info)
+        del model
+        self.runner = ExportedMask2Former(path, num_threads=torch.get_num_threads())
+
+    def segment(self, image):
+        """(3, H, W) uint8 image -> the runner's numpy results (post-processing included)."""
+        return self.runner.inference(image.numpy())
+
+    def network(self, image):
+        """(3, H, W) uint8 image -> (Q, K + 1) class logits, (Q, H, W) mask logits, float32."""
+        import torch
+
+        class_logits, mask_logits = self.runner.head_outputs(image.numpy())
+        return torch.from_numpy(class_logits[0]), torch.from_numpy(mask_logits[0])
+
+
 # name -> (environment, config options, route class). A route class is built from the config
-# and has segment(image) (timed) and network(image) (compared with "native"). The ONNX Runtime
-# route of tools/deploy goes here: a class that exports (or loads) the model in __init__ and runs
-# it with the deploy runner in segment() and network().
+# and has segment(image) (timed) and network(image) (compared with "native").
 ROUTES = {
     "native": ({"MASK2FORMER_MS_DEFORM_ATTN": "native"}, [], EagerRoute),
     "pytorch": ({"MASK2FORMER_MS_DEFORM_ATTN": "pytorch"}, [], EagerRoute),
@@ -94,6 +125,7 @@ ROUTES = {
         EagerRoute,
     ),
     "compile": ({"MASK2FORMER_MS_DEFORM_ATTN": "native"}, [], CompiledRoute),
+    "onnx": ({}, [], OnnxRoute),
 }
 REFERENCE_ROUTE = "native"
 
@@ -175,7 +207,12 @@ def agreement(reference_file, route_file):
     for (ref_logits, ref_masks), (logits, masks) in zip(
         torch.load(reference_file), torch.load(route_file)
     ):
-        if masks.shape != ref_masks.shape:
+        if masks.shape[-1] > ref_masks.shape[-1]:
+            # Masks at the image's size (onnx): the reference's, resized as the exported graph
+            # resizes them (from the padded size; random images need no padding).
+            ref_masks = F.interpolate(ref_masks[None], size=masks.shape[-2:], mode="bilinear",
+                                      align_corners=False)[0]
+        elif masks.shape != ref_masks.shape:
             masks = F.interpolate(masks[None], size=ref_masks.shape[-2:], mode="bilinear",
                                   align_corners=False)[0]
         probability_diff = max(probability_diff, float(

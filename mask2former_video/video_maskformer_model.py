@@ -110,7 +110,10 @@ class VideoMaskFormer(nn.Module):
         frames = [frame.to(self.device) for x in batched_inputs for frame in x["image"]]
         frames = [(x - self.pixel_mean) / self.pixel_std for x in frames]
         images = ImageList.from_tensors(frames, self.size_divisibility)
-        outputs = self.sem_seg_head(self.backbone(images.tensor), num_frames=num_frames)
+        # Inference reads only the last prediction.
+        outputs = self.sem_seg_head(
+            self.backbone(images.tensor), num_frames=num_frames, return_aux_outputs=self.training
+        )
 
         if self.training:
             targets = self.prepare_targets(batched_inputs, images.tensor.shape[-2:])

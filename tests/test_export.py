@@ -66,19 +66,21 @@ def _logits_and_attention_margin(model, image):
     """
     captured = {}
 
-    def keep(module, args, output):
-        captured["sizes"] = [feature.shape[-2:] for feature in args[0]]
-        captured["masks"] = [p["pred_masks"] for p in output["aux_outputs"]]
+    def keep(module, args):
+        captured["args"] = args
 
-    handle = model.sem_seg_head.predictor.register_forward_hook(keep)
+    predictor = model.sem_seg_head.predictor
+    handle = predictor.register_forward_pre_hook(keep)
     with torch.no_grad():
         logits = ExportableMaskFormer(model)(image[None].float())
-    handle.remove()
-    sizes = captured["sizes"]
+        handle.remove()
+        features, mask_features = captured["args"]
+        predictions = predictor(features, mask_features, return_aux_outputs=True)["aux_outputs"]
+    sizes = [feature.shape[-2:] for feature in features]
     margin = min(
-        F.interpolate(masks, size=sizes[i % len(sizes)], mode="bilinear", align_corners=False)
-        .abs().min().item()
-        for i, masks in enumerate(captured["masks"])
+        F.interpolate(p["pred_masks"], size=sizes[i % len(sizes)], mode="bilinear",
+                      align_corners=False).abs().min().item()
+        for i, p in enumerate(predictions)
     )
     return logits, margin
 

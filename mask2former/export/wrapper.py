@@ -46,7 +46,7 @@ class ExportableMaskFormer(nn.Module):
         divisor = max(self.size_divisibility, 1)
         x = F.pad(x, (0, (divisor - width % divisor) % divisor,
                       0, (divisor - height % divisor) % divisor))
-        outputs = self.sem_seg_head(self.backbone(x))
+        outputs = self.sem_seg_head(self.backbone(x), return_aux_outputs=False)
         mask_logits = F.interpolate(
             outputs["pred_masks"], size=x.shape[-2:], mode="bilinear", align_corners=False
         )

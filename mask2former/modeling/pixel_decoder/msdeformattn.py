@@ -348,7 +348,10 @@ class MSDeformAttnPixelDecoder(nn.Module):
         # views of the encoder output, no copies (the transformer decoder flattens them back).
         out = []
         for level, src in zip(memory.split([s.shape[-2] * s.shape[-1] for s in srcs], 1), srcs):
-            out.append(level.unflatten(1, src.shape[-2:]).permute(0, 3, 1, 2))
+            # (reshape, not unflatten: tracing keeps reshape's sizes symbolic, so an exported
+            # graph serves every image size)
+            batch, _, height, width = src.shape
+            out.append(level.reshape(batch, height, width, -1).permute(0, 3, 1, 2))
         # Top-down: from the finest encoder output to the finest input feature.
         for name, lateral_conv, output_conv in zip(
             self.fpn_in_features[::-1], self.lateral_convs[::-1], self.output_convs[::-1]

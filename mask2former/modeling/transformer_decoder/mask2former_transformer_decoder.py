@@ -354,12 +354,26 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         resizing is linear in each channel, so this equals resizing the full-resolution mask
         (up to float rounding), for a fraction of the work.
         """
+        self._check_levels(x)
+        src, pos, size_list = self._memory(x)
+        return self._decode(src, pos, size_list, mask_features, return_aux_outputs)
+
+    def _check_levels(self, x):
         if len(x) != self.num_feature_levels:
             raise ValueError(
-                f"MultiScaleMaskedTransformerDecoder expects {self.num_feature_levels} feature "
-                f"maps, got {len(x)}."
+                f"{type(self).__name__} expects {self.num_feature_levels} feature maps, got "
+                f"{len(x)}."
             )
-        batch = mask_features.shape[0]
+
+    def _memory(self, x):
+        """
+        What the cross-attention layers attend to, per level.
+
+        Returns:
+            src: list of (B, h_l * w_l, C) projected features plus the level embedding;
+            pos: list of (B, h_l * w_l, C) sine position embeddings;
+            size_list: list of (h_l, w_l).
+        """
         src, pos, size_list = [], [], []
         for i, feature in enumerate(x):
             size_list.append(tuple(feature.shape[-2:]))
@@ -369,8 +383,17 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
                 self.input_proj[i](feature).flatten(2).transpose(1, 2)
                 + self.level_embed.weight[i][None, None, :]
             )
-        # (B, mask_dim, h_l, w_l): the mask features at each attention scale.
-        attention_mask_features = [_resize(mask_features, size) for size in size_list]
+        return src, pos, size_list
+
+    def _decode(self, src, pos, size_list, mask_features, return_aux_outputs):
+        """
+        The decoder layers and predictions (see :meth:`forward`), from the memory of
+        :meth:`_memory` and the mask features (any shape :meth:`_mask_logits` takes, batch
+        first).
+        """
+        batch = src[0].shape[0]
+        # The mask features at each attention scale.
+        attention_mask_features = [self._at_scale(mask_features, size) for size in size_list]
 
         query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
         output = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
@@ -392,7 +415,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
             if not is_last:
                 level = i % self.num_feature_levels
                 attn_mask = attention_mask_from_masks(
-                    torch.einsum("bqc,bchw->bqhw", mask_embed, attention_mask_features[level]),
+                    self._mask_logits(mask_embed, attention_mask_features[level]),
                     size_list[level], self.num_heads,
                 )
 
@@ -400,6 +423,16 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
         if return_aux_outputs:
             out["aux_outputs"] = predictions[:-1]
         return out
+
+    @staticmethod
+    def _mask_logits(mask_embed, mask_features):
+        """(B, Q, mask_dim) mask embeddings . (B, mask_dim, h, w) features -> (B, Q, h, w)."""
+        return torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features)
+
+    @staticmethod
+    def _at_scale(mask_features, size):
+        """(B, mask_dim, H, W) mask features resized to ``size`` (h, w)."""
+        return _resize(mask_features, size)
 
     def forward_prediction_heads(self, output, mask_features):
         """
@@ -418,9 +451,7 @@ class MultiScaleMaskedTransformerDecoder(nn.Module):
 
     def _predict(self, decoder_output, mask_embed, mask_features):
         """:meth:`forward_prediction_heads` from the normalized queries and mask embeddings."""
-        prediction = {
-            "pred_masks": torch.einsum("bqc,bchw->bqhw", mask_embed, mask_features),
-        }
+        prediction = {"pred_masks": self._mask_logits(mask_embed, mask_features)}
         if self.mask_classification:
             prediction["pred_logits"] = self.class_embed(decoder_output)
         return prediction

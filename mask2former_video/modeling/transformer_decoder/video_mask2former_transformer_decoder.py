@@ -10,7 +10,6 @@ from torch import einsum
 from mask2former.modeling.transformer_decoder import TRANSFORMER_DECODER_REGISTRY
 from mask2former.modeling.transformer_decoder.mask2former_transformer_decoder import (
     MultiScaleMaskedTransformerDecoder,
-    attention_mask_from_masks,
 )
 
 from .position_encoding import PositionEmbeddingSine3D
@@ -40,26 +39,27 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
         super().__init__(*args, **kwargs)
         self.pe_layer = PositionEmbeddingSine3D(self.pe_layer.num_pos_feats, normalize=True)
 
-    def forward(self, x, mask_features, num_frames=1):
+    def forward(self, x, mask_features, num_frames=1, return_aux_outputs=True):
         """
         Args:
             x: list of ``num_feature_levels`` feature maps (B * T, in_channels, H_l, W_l) of
                 B clips of T frames (clip-major), coarse to fine (1/32, 1/16, 1/8).
             mask_features: (B * T, mask_dim, H/4, W/4) per-pixel embeddings.
             num_frames: T.
+            return_aux_outputs: also return the predictions before the last one (training).
 
         Returns:
             dict with
               "pred_logits": (B, Q, K + 1) class logits of the last prediction,
               "pred_masks": (B, Q, T, H/4, W/4) mask logits of the last prediction,
-              "aux_outputs": list of ``num_layers`` dicts with the same keys: the prediction
-                  before the first layer and after each layer except the last, in order.
+              "aux_outputs" (only with return_aux_outputs): list of ``num_layers`` dicts with
+                  the same keys: the prediction before the first layer and after each layer
+                  except the last, in order.
+
+        The layers and predictions are the image decoder's (:meth:`_decode`), over the
+        tokens of all frames of a clip.
         """
-        if len(x) != self.num_feature_levels:
-            raise ValueError(
-                f"VideoMultiScaleMaskedTransformerDecoder expects {self.num_feature_levels} "
-                f"feature maps, got {len(x)}."
-            )
+        self._check_levels(x)
         if mask_features.shape[0] % num_frames:
             raise ValueError(
                 f"VideoMultiScaleMaskedTransformerDecoder: {mask_features.shape[0]} frames do "
@@ -68,7 +68,7 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
         batch = mask_features.shape[0] // num_frames
         src, pos, size_list = [], [], []
         for i, feature in enumerate(x):
-            size_list.append(feature.shape[-2:])
+            size_list.append(tuple(feature.shape[-2:]))
             clip = feature.view(batch, num_frames, *feature.shape[1:])
             pos.append(_clip_tokens(self.pe_layer(clip).flatten(0, 1), batch, num_frames))
             src.append(
@@ -76,41 +76,15 @@ class VideoMultiScaleMaskedTransformerDecoder(MultiScaleMaskedTransformerDecoder
                 + self.level_embed.weight[i][None, None, :]
             )
         mask_features = mask_features.view(batch, num_frames, *mask_features.shape[1:])
+        return self._decode(src, pos, size_list, mask_features, return_aux_outputs)
 
-        query_pos = self.query_embed.weight.unsqueeze(0).expand(batch, -1, -1)
-        output = self.query_feat.weight.unsqueeze(0).expand(batch, -1, -1)
+    @staticmethod
+    def _mask_logits(mask_embed, mask_features):
+        """(B, Q, mask_dim) . (B, T, mask_dim, h, w) clip features -> (B, Q, T, h, w)."""
+        return einsum("bqc,btchw->bqthw", mask_embed, mask_features)
 
-        predictions = [self.forward_prediction_heads(output, mask_features)]
-        for i in range(self.num_layers):
-            level = i % self.num_feature_levels
-            attn_mask = attention_mask_from_masks(
-                predictions[-1]["pred_masks"], size_list[level], self.num_heads
-            )
-            output = self.transformer_cross_attention_layers[i](
-                output, src[level], memory_mask=attn_mask, pos=pos[level], query_pos=query_pos
-            )
-            output = self.transformer_self_attention_layers[i](output, query_pos=query_pos)
-            output = self.transformer_ffn_layers[i](output)
-            predictions.append(self.forward_prediction_heads(output, mask_features))
-
-        out = dict(predictions[-1])
-        out["aux_outputs"] = predictions[:-1]
-        return out
-
-    def forward_prediction_heads(self, output, mask_features):
-        """
-        Class and per-frame mask predictions of the current queries.
-
-        Args:
-            output: (B, Q, C) queries.
-            mask_features: (B, T, mask_dim, H/4, W/4) per-pixel embeddings of the clips.
-
-        Returns:
-            dict with "pred_masks" (B, Q, T, H/4, W/4) and "pred_logits" (B, Q, K + 1).
-        """
-        decoder_output = self.decoder_norm(output)
-        mask_embed = self.mask_embed(decoder_output)
-        prediction = {"pred_masks": einsum("bqc,btchw->bqthw", mask_embed, mask_features)}
-        if self.mask_classification:
-            prediction["pred_logits"] = self.class_embed(decoder_output)
-        return prediction
+    @staticmethod
+    def _at_scale(mask_features, size):
+        """(B, T, mask_dim, H, W) clip mask features, each frame resized to ``size``."""
+        frames = MultiScaleMaskedTransformerDecoder._at_scale(mask_features.flatten(0, 1), size)
+        return frames.view(*mask_features.shape[:3], *frames.shape[-2:])
