@@ -20,12 +20,12 @@ import sys
 
 import cv2
 import tqdm
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from video_predictor import VideoPredictor, VideoVisualizer  # noqa: E402
 
+from mask2former.data.image_io import ImageReadError, read_image  # noqa: E402
 from mask2former_video import get_maskformer2_video_cfg  # noqa: E402
 
 WINDOW_NAME = "video mask2former"
@@ -86,8 +86,8 @@ def _read_frames(paths):
     for path in paths:
         try:
             yield read_image(path, format="BGR")
-        except Exception as e:  # PIL raises several types for missing or damaged files
-            raise SystemExit(f"Cannot read the frame {path}: {type(e).__name__}: {e}") from e
+        except ImageReadError as e:  # names the file and what is wrong with it
+            raise SystemExit(f"Cannot read a frame: {e}") from e
 
 
 def _video_frames(video):

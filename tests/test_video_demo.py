@@ -94,6 +94,21 @@ def test_demo_reads_a_video_file_and_names_a_missing_one(demo_inputs, tmp_path):
     assert proc.returncode != 0 and "no_such_clip.mp4" in proc.stderr
 
 
+def test_demo_reads_16_bit_frames_and_names_a_damaged_one(demo_inputs, tmp_path):
+    frames = tmp_path / "frames16"
+    frames.mkdir()
+    for path in sorted((demo_inputs / "frames").glob("*.jpg"))[:5]:
+        frame = cv2.imread(str(path)).astype(np.uint16) * 257  # 16-bit, as some cameras write
+        cv2.imwrite(str(frames / (path.stem + ".png")), frame)
+    proc = _demo(demo_inputs, "--input", str(frames), "--output", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _frame_count(tmp_path / "out" / "frames16.mp4") == 5
+    last = sorted(frames.glob("*.png"))[-1]
+    last.write_bytes(last.read_bytes()[:100])  # truncated
+    proc = _demo(demo_inputs, "--input", str(frames), "--output", str(tmp_path / "out2"))
+    assert proc.returncode != 0 and f"Cannot read a frame: Cannot read {last}" in proc.stderr
+
+
 def test_video_main_job_quick(tmp_path):
     output, data = tmp_path / "out", tmp_path / "data"
     proc = subprocess.run(
