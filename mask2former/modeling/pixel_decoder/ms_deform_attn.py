@@ -103,7 +103,9 @@ class MSDeformAttn(nn.Module):
         ).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
 
         # Offsets are in pixels of each level: divide by (W_l, H_l).
-        offset_normalizer = spatial_shapes_tensor(input_spatial_shapes, query.device).flip(-1).to(dtype)
+        offset_normalizer = (
+            spatial_shapes_tensor(input_spatial_shapes, query.device).flip(-1).to(dtype)
+        )
         sampling_locations = (
             reference_points[:, :, None, :, None, :]
             + sampling_offsets / offset_normalizer[None, None, None, :, None, :]
