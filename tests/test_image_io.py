@@ -1,4 +1,7 @@
-"""Reading the image files users bring: every format to the right 8-bit RGB / BGR, or a named error."""
+"""
+Reading the image files users bring: every format to the right 8-bit RGB / BGR, or a named
+error.
+"""
 import cv2
 import numpy as np
 import pytest

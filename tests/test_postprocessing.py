@@ -201,7 +201,8 @@ def test_chunked_postprocessing_equals_resizing_all_masks_at_once():
     ours, theirs = chunked["instances"], whole["instances"]
     assert torch.equal(ours.pred_masks, theirs.pred_masks)
     assert torch.equal(ours.pred_classes, theirs.pred_classes)
-    assert torch.equal(ours.pred_boxes.tensor, BitMasks(theirs.pred_masks).get_bounding_boxes().tensor)
+    expected_boxes = BitMasks(theirs.pred_masks).get_bounding_boxes().tensor
+    assert torch.equal(ours.pred_boxes.tensor, expected_boxes)
     torch.testing.assert_close(ours.scores, theirs.scores, rtol=0, atol=1e-6)
     # Semantic scores are summed chunk by chunk: equal up to float rounding.
     assert chunked["sem_seg"].shape == (K,) + OUTPUT
