@@ -15,6 +15,13 @@ from mask2former.modeling.postprocessing import resize_results
 logger = logging.getLogger(__name__)
 
 TASKS = ("panoptic", "instance", "semantic")
+# Model output keys of each task, the one drawn first (a semantic result is the label map, or the
+# scores whose argmax is drawn: MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT).
+_TASK_KEYS = {
+    "panoptic": ("panoptic_seg",),
+    "instance": ("instances",),
+    "semantic": ("sem_seg_labels", "sem_seg"),
+}
 # Drawings of smaller images are upscaled to this size (pixels, longer side) so labels stay legible.
 MIN_DRAWING_SIZE = 512
 # Drawings of larger images are downscaled to this size: Detectron2's Visualizer (matplotlib)
@@ -33,21 +40,18 @@ def _fit_for_drawing(image_rgb, predictions, task):
     if scale >= 1:
         return image_rgb, predictions
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    image_rgb = cv2.resize(np.ascontiguousarray(image_rgb), size[::-1], interpolation=cv2.INTER_AREA)
-    keys = {"panoptic": "panoptic_seg", "instance": "instances", "semantic": "sem_seg_labels"}
+    image_rgb = cv2.resize(
+        np.ascontiguousarray(image_rgb), size[::-1], interpolation=cv2.INTER_AREA
+    )
     if task == "semantic" and "sem_seg_labels" not in predictions:
         predictions = dict(predictions, sem_seg_labels=predictions["sem_seg"].argmax(dim=0))
-    return image_rgb, resize_results({keys[task]: predictions[keys[task]]}, size)
+    key = _TASK_KEYS[task][0]
+    return image_rgb, resize_results({key: predictions[key]}, size)
 
 
 def available_tasks(predictions):
     """Tasks whose outputs are in ``predictions`` (a model output dict), in ``TASKS`` order."""
-    keys = {
-        "panoptic": ("panoptic_seg",),
-        "instance": ("instances",),
-        "semantic": ("sem_seg", "sem_seg_labels"),
-    }
-    return [task for task in TASKS if any(key in predictions for key in keys[task])]
+    return [task for task in TASKS if any(key in predictions for key in _TASK_KEYS[task])]
 
 
 class MaskFormerPredictor(DefaultPredictor):

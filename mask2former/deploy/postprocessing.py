@@ -561,9 +561,7 @@ def resize_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     height, width = output_size
     if "panoptic_seg" in results and results["panoptic_seg"][0].shape != (height, width):
         panoptic_seg, segments_info = results["panoptic_seg"]
-        rows = nearest_index(panoptic_seg.shape[0], height)
-        columns = nearest_index(panoptic_seg.shape[1], width)
-        results["panoptic_seg"] = (panoptic_seg[np.ix_(rows, columns)], segments_info)
+        results["panoptic_seg"] = (_nearest_map(panoptic_seg, output_size), segments_info)
     if "instances" in results and results["instances"]["pred_masks"].shape[1:] != (height, width):
         small = results["instances"]["pred_masks"]
         rows, columns = nearest_index(small.shape[1], height), nearest_index(small.shape[2], width)
@@ -574,11 +572,15 @@ def resize_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
         boxes = boxes_from_projections(small.any(1)[:, columns], small.any(2)[:, rows])
         results["instances"] = dict(results["instances"], pred_masks=large, pred_boxes=boxes)
     if "sem_seg_labels" in results and results["sem_seg_labels"].shape != (height, width):
-        labels = results["sem_seg_labels"]
-        rows = nearest_index(labels.shape[0], height)
-        columns = nearest_index(labels.shape[1], width)
-        results["sem_seg_labels"] = labels[np.ix_(rows, columns)]
+        results["sem_seg_labels"] = _nearest_map(results["sem_seg_labels"], output_size)
     return results
+
+
+def _nearest_map(values, size):
+    """(h, w) map (ids, labels) resized to ``size`` (H, W) by nearest neighbour."""
+    rows = nearest_index(values.shape[0], size[0])
+    columns = nearest_index(values.shape[1], size[1])
+    return values[np.ix_(rows, columns)]
 
 
 def inference_results(mask_cls, mask_pred, height, width, settings):

@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_CHUNK_ELEMENTS",
 ]
 
+
 def _bilinear(x, size):
     """(C, h, w) -> (C, H, W), bilinear with align_corners=False (Detectron2's resizes)."""
     return F.interpolate(x[None], size=tuple(size), mode="bilinear", align_corners=False)[0]
@@ -436,9 +437,7 @@ def resize_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
     height, width = output_size
     if "panoptic_seg" in results and tuple(results["panoptic_seg"][0].shape) != (height, width):
         panoptic_seg, segments_info = results["panoptic_seg"]
-        rows = _nearest_index(panoptic_seg.shape[0], height, panoptic_seg.device)
-        cols = _nearest_index(panoptic_seg.shape[1], width, panoptic_seg.device)
-        results["panoptic_seg"] = (panoptic_seg[rows][:, cols], segments_info)
+        results["panoptic_seg"] = (_nearest_map(panoptic_seg, output_size), segments_info)
     if "instances" in results and tuple(results["instances"].image_size) != (height, width):
         small = results["instances"]
         masks = small.pred_masks
@@ -456,11 +455,15 @@ def resize_results(results, output_size, chunk_elements=DEFAULT_CHUNK_ELEMENTS):
         result.pred_classes = small.pred_classes
         results["instances"] = result
     if "sem_seg_labels" in results and tuple(results["sem_seg_labels"].shape) != (height, width):
-        labels = results["sem_seg_labels"]
-        rows = _nearest_index(labels.shape[0], height, labels.device)
-        cols = _nearest_index(labels.shape[1], width, labels.device)
-        results["sem_seg_labels"] = labels[rows][:, cols]
+        results["sem_seg_labels"] = _nearest_map(results["sem_seg_labels"], output_size)
     return results
+
+
+def _nearest_map(values, size):
+    """(h, w) map (ids, labels) resized to ``size`` (H, W) by nearest neighbour."""
+    rows = _nearest_index(values.shape[0], size[0], values.device)
+    cols = _nearest_index(values.shape[1], size[1], values.device)
+    return values[rows][:, cols]
 
 
 def panoptic_categories(panoptic_seg, segments_info):
