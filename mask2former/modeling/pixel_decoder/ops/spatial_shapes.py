@@ -29,6 +29,8 @@ def spatial_shapes_tensor(spatial_shapes, device):
         return spatial_shapes.to(device=device, dtype=torch.long)
     sizes = [size for shape in spatial_shapes for size in shape]
     if all(type(size) is int for size in sizes):
-        return torch.as_tensor(sizes, dtype=torch.long, device=device).view(-1, 2)
+        # Built on the host, copied without waiting for the GPU (a blocking copy synchronizes
+        # the stream, and every MSDeformAttn layer calls this).
+        return torch.tensor(sizes, dtype=torch.long).view(-1, 2).to(device, non_blocking=True)
     scalars = [torch.scalar_tensor(size, dtype=torch.long, device=device) for size in sizes]
     return torch.stack(scalars).view(-1, 2)
