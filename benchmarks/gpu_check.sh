@@ -2,30 +2,35 @@
 # Checks the native MSDeformAttn op's CUDA kernels and measures the GPU figures in one command,
 # from the repository root: `bash benchmarks/gpu_check.sh [--cpu-only] [gpu_check.py options]`.
 #
+# On any Linux machine with an NVIDIA GPU, its driver, the CUDA toolkit (nvcc) of the CUDA version
+# that torch was built with, and the project's environment (BENCHMARKS.md, "GPU": what to install):
+#
+#     PYTHON=.venv/bin/python bash benchmarks/gpu_check.sh
+#
 # 1. prints the GPU (nvidia-smi), nvcc, the host compiler and Python/torch versions;
 # 2. runs benchmarks/gpu_check.py: builds the op with CUDA (timed), checks it against the
 #    PyTorch implementation and the native CPU op, gradcheck/opcheck, and the op's benchmark
 #    (see its docstring);
 # 3. runs benchmarks/bench_gpu.py with the op just built: the model's inference and training
-#    figures (needs Detectron2: on the device machine, `source .gpu_carry/env.sh` first; capped
-#    at 300 s);
+#    figures (needs Detectron2 importable by $PYTHON; capped at 300 s);
 # 4. runs the small cases again under compute-sanitizer memcheck, with PyTorch's caching
 #    allocator off so each tensor is its own allocation; memory errors fail the check, a
 #    sanitizer that cannot run on the machine (or runs past 180 s) is reported and skipped;
 # 5. prints the table of the figures next to their targets (benchmarks/gpu_targets.py), last.
 #
 # Exit status: 0 when everything passed and every target is met; 1 a check failed (or the
-# model benchmark did not run); 2 / 3 no build / no CUDA; 4 only targets missed. When $OUT is
-# set (the device tool), the report goes to $OUT/gpu_check.txt, the build log to
-# $OUT/gpu_check_build.log and the figures to $OUT/figures_op.json and $OUT/figures_model.json
-# (else to build/gpu_check/). PYTHON picks the interpreter (default python3). --cpu-only is the
-# dry run for a machine without a GPU (the model benchmark in its --cpu-smoke mode, no table).
+# model benchmark did not run); 2 / 3 no build / no CUDA; 4 only targets missed. The report goes
+# to the screen and to $GPU_CHECK_DIR/gpu_check.txt, the build log to
+# $GPU_CHECK_DIR/gpu_check_build.log and the figures to $GPU_CHECK_DIR/figures_op.json and
+# $GPU_CHECK_DIR/figures_model.json (GPU_CHECK_DIR defaults to build/gpu_check). PYTHON picks the
+# interpreter (default python3). --cpu-only is the dry run for a machine without a GPU (the model
+# benchmark in its --cpu-smoke mode, no table).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PYTHONUNBUFFERED=1
 PYTHON=${PYTHON:-python3}
 BUILD_DIR=build/gpu_check
-FIGURES_DIR=${OUT:-$BUILD_DIR}
+FIGURES_DIR=${GPU_CHECK_DIR:-$BUILD_DIR}
 OPS_DIR=mask2former/modeling/pixel_decoder/ops
 
 run_checks() {
@@ -113,10 +118,10 @@ torch.__version__, "CUDA", torch.version.cuda, "cuda available:", torch.cuda.is_
   return "$status"
 }
 
-if [[ -n ${OUT:-} ]]; then
-  run_checks "$@" 2>&1 | tee "$OUT/gpu_check.txt"
-  status=${PIPESTATUS[0]}
-  [[ -f $BUILD_DIR/build.log ]] && cp "$BUILD_DIR/build.log" "$OUT/gpu_check_build.log"
-  exit "$status"
+mkdir -p "$FIGURES_DIR"
+run_checks "$@" 2>&1 | tee "$FIGURES_DIR/gpu_check.txt"
+status=${PIPESTATUS[0]}
+if [[ -f $BUILD_DIR/build.log && $BUILD_DIR != "$FIGURES_DIR" ]]; then
+  cp "$BUILD_DIR/build.log" "$FIGURES_DIR/gpu_check_build.log"
 fi
-run_checks "$@"
+exit "$status"
