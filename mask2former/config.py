@@ -45,6 +45,31 @@ def add_maskformer2_config(cfg):
     cfg.MODEL.MASK_FORMER.DICE_WEIGHT = 1.0
     cfg.MODEL.MASK_FORMER.MASK_WEIGHT = 20.0
 
+    # ---- Mask2Former head: fine-tuning from a checkpoint of other classes ----
+    # Training from MODEL.WEIGHTS trained for another number of classes (e.g. a published COCO
+    # panoptic model, 133 classes) loads every weight but the class head: the decoder's
+    # class_embed (K + 1 rows, the last "no object") keeps the model's initialization, as does
+    # criterion.empty_weight (it follows K and NO_OBJECT_WEIGHT), and the log names them with
+    # both shapes. These keys start rows of that head from the checkpoint's. They do not apply
+    # when --resume continues from OUTPUT_DIR's last checkpoint; evaluation (--eval-only), the
+    # demo and export require a checkpoint of the config's classes.
+    cfg.MODEL.MASK_FORMER.CLASS_HEAD_INIT = CN()
+    # True: the row of each class of DATASETS.TRAIN[0] (names from its metadata) starts from
+    # the checkpoint's row of the class of the same name (exact match, or PAIRS), the "no
+    # object" row from the checkpoint's; rows of other classes keep the initialization. The
+    # log lists which row came from which.
+    cfg.MODEL.MASK_FORMER.CLASS_HEAD_INIT.BY_NAME = False
+    # Registered dataset whose metadata names the classes of MODEL.WEIGHTS (its stuff_classes
+    # or thing_classes, whichever has as many names as the checkpoint has classes), e.g.
+    # "coco_2017_train_panoptic" (133 names) for the published COCO panoptic models,
+    # "coco_2017_train" (80) COCO instance, "ade20k_sem_seg_train" (150) ADE20K semantic,
+    # "ytvis_2019_train" (40). "": the names stored in the checkpoint (this project's
+    # checkpoints store those of their DATASETS.TRAIN[0]).
+    cfg.MODEL.MASK_FORMER.CLASS_HEAD_INIT.WEIGHTS_DATASET = ""
+    # Classes named differently, "<class of DATASETS.TRAIN[0]>:<class of MODEL.WEIGHTS>" each,
+    # e.g. ["mug:cup", "sea:water-other"]; needs BY_NAME True.
+    cfg.MODEL.MASK_FORMER.CLASS_HEAD_INIT.PAIRS = []
+
     # ---- Mask2Former head: transformer decoder ----
     # Registered name of the transformer decoder (TRANSFORMER_DECODER_REGISTRY).
     cfg.MODEL.MASK_FORMER.TRANSFORMER_DECODER_NAME = "MultiScaleMaskedTransformerDecoder"

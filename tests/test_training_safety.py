@@ -1,6 +1,6 @@
 """
-Atomic checkpoints, NaN / Inf loss guard and the exactly resumable data stream
-(mask2former/engine/), with real Detectron2 trainers and checkpointers.
+Atomic checkpoints (mask2former/checkpoint/), NaN / Inf loss guard and the exactly resumable
+data stream (mask2former/engine/), with real Detectron2 trainers and checkpointers.
 """
 import os
 import random
@@ -17,8 +17,8 @@ from torch import nn
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import HookBase, SimpleTrainer
 
+from mask2former.checkpoint import MaskFormerCheckpointer
 from mask2former.engine import (
-    AtomicCheckpointer,
     NonFiniteLossGuard,
     ResumableRandomness,
     ResumableTrainLoader,
@@ -41,9 +41,9 @@ def _model():
 # ------------------------------------------------------------------------- checkpoints
 def test_failed_save_keeps_the_last_good_checkpoint(tmp_path):
     model = _model()
-    AtomicCheckpointer(model, str(tmp_path)).save("model_0000009")
+    MaskFormerCheckpointer(model, str(tmp_path)).save("model_0000009")
     good = (tmp_path / "model_0000009.pth").read_bytes()
-    broken = AtomicCheckpointer(model, str(tmp_path), extra=_Unpicklable())
+    broken = MaskFormerCheckpointer(model, str(tmp_path), extra=_Unpicklable())
     with pytest.raises(Exception):
         broken.save("model_0000009")
     assert (tmp_path / "model_0000009.pth").read_bytes() == good
@@ -57,16 +57,16 @@ def test_failed_save_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_resume_loads_what_was_saved(tmp_path):
     model = _model()
-    AtomicCheckpointer(model, str(tmp_path)).save("model_0000004", iteration=4)
+    MaskFormerCheckpointer(model, str(tmp_path)).save("model_0000004", iteration=4)
     fresh = nn.Linear(3, 2)
-    extra = AtomicCheckpointer(fresh, str(tmp_path)).resume_or_load("", resume=True)
+    extra = MaskFormerCheckpointer(fresh, str(tmp_path)).resume_or_load("", resume=True)
     assert extra["iteration"] == 4
     assert torch.equal(fresh.weight, model.weight)
 
 
 def test_non_finite_weights_are_not_saved(tmp_path):
     model = _model()
-    checkpointer = AtomicCheckpointer(model, str(tmp_path))
+    checkpointer = MaskFormerCheckpointer(model, str(tmp_path))
     checkpointer.save("model_0000001")
     with torch.no_grad():
         model.bias[1] = float("nan")
@@ -78,13 +78,13 @@ def test_non_finite_weights_are_not_saved(tmp_path):
 
 def test_damaged_checkpoint_error_names_the_file_and_the_way_out(tmp_path):
     model = _model()
-    checkpointer = AtomicCheckpointer(model, str(tmp_path))
+    checkpointer = MaskFormerCheckpointer(model, str(tmp_path))
     checkpointer.save("model_0000001")
     checkpointer.save("model_0000003")
     path = tmp_path / "model_0000003.pth"
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(RuntimeError) as error:
-        AtomicCheckpointer(nn.Linear(3, 2), str(tmp_path)).resume_or_load("", resume=True)
+        MaskFormerCheckpointer(nn.Linear(3, 2), str(tmp_path)).resume_or_load("", resume=True)
     message = str(error.value)
     assert str(path) in message and "last_checkpoint" in message
     assert "model_0000001.pth" in message
@@ -192,9 +192,9 @@ def test_resumed_trainer_adopts_the_seed_and_position_of_the_checkpoint():
 _SAVE_FOREVER = """
 import sys, torch
 from torch import nn
-from mask2former.engine import AtomicCheckpointer
+from mask2former.checkpoint import MaskFormerCheckpointer
 model = nn.Linear(1024, 4096)
-checkpointer = AtomicCheckpointer(model, sys.argv[1])
+checkpointer = MaskFormerCheckpointer(model, sys.argv[1])
 for step in range(1000000):
     with torch.no_grad():
         model.bias.fill_(step)

@@ -1,10 +1,10 @@
 """
-Training machinery beyond Detectron2's: resumable randomness, data order and checkpoints, a
+Training machinery beyond Detectron2's: resumable randomness and data order, a
 non-finite-loss guard, launching / training on several processes and machines, on GPUs
 (NCCL) or CPUs (Gloo), the config's process-wide CUDA settings, CPU threads that follow the
 machine's load, and the trainer and entry point that train_net.py and train_net_video.py share.
+Checkpoints (atomic saves, fine-tuning from other classes) are in :mod:`mask2former.checkpoint`.
 """
-from .checkpoint import AtomicCheckpointer, atomic_write
 from .config_checks import check_datasets_registered
 from .cpu_distributed import (
     convert_sync_batchnorm_on_cpu,

@@ -13,11 +13,14 @@ from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from mask2former.checkpoint import MaskFormerCheckpointer
+from mask2former.checkpoint import (
+    MaskFormerCheckpointer,
+    build_class_head_init,
+    training_class_names,
+)
 from mask2former.config import get_maskformer2_cfg
 from mask2former.solver import build_lr_scheduler, build_optimizer
 
-from .checkpoint import AtomicCheckpointer
 from .config_checks import check_datasets_registered
 from .cpu_distributed import convert_sync_batchnorm_on_cpu, ddp_on_cpu_in_default_trainer
 from .cuda_settings import apply_cuda_settings
@@ -60,11 +63,15 @@ class MaskFormerTrainer(DefaultTrainer):
 
     def build_hooks(self):
         """
-        Detectron2's hooks, saving with an atomic checkpointer, plus exactly resumable
-        randomness and a NaN / Inf loss guard naming the loss term (mask2former/engine/).
+        Detectron2's hooks with the project's checkpointer (atomic saves that carry the
+        class names; MODEL.WEIGHTS of other classes loads all but the class head, see
+        MODEL.MASK_FORMER.CLASS_HEAD_INIT), plus exactly resumable randomness and a NaN / Inf
+        loss guard naming the loss term (mask2former/engine/).
         """
-        self.checkpointer = AtomicCheckpointer(
-            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self)
+        self.checkpointer = MaskFormerCheckpointer(
+            self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self),
+            class_names=training_class_names(self.cfg),
+            class_head_init=build_class_head_init(self.cfg),
         )
         return [ResumableRandomness(training_seed(self.cfg)), NonFiniteLossGuard()] + (
             super().build_hooks()
