@@ -25,3 +25,20 @@ def quick_run(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return output, data_root, proc.stdout
+
+
+@pytest.fixture(scope="session")
+def quick_video_run(tmp_path_factory):
+    """
+    Run ``tools/main_job_video.py --quick`` once per session. Returns (output folder, video
+    dataset folder, stdout).
+    """
+    tmp = tmp_path_factory.mktemp("main_job_video")
+    output, data_root = tmp / "out", tmp / "data"
+    proc = subprocess.run(
+        [sys.executable, "tools/main_job_video.py", "--quick", "--output", str(output),
+         "--data-root", str(data_root)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return output, data_root, proc.stdout
