@@ -100,9 +100,10 @@ setup(
         "shapely",  # Detectron2's Cityscapes instance loader
     ],
     # test: transformers + safetensors serve tests/test_convert_hf.py, which builds a transformers
-    # Mask2Former (tools/convert-hf-to-d2.py itself needs only safetensors, for .safetensors).
+    # Mask2Former (tools/convert-hf-to-d2.py itself needs only safetensors, for .safetensors);
+    # nbclient + ipykernel execute notebooks/getting_started.ipynb (tests/test_notebook.py).
     extras_require={
-        "test": ["pytest", "hypothesis", "transformers", "safetensors"],
+        "test": ["pytest", "hypothesis", "transformers", "safetensors", "nbclient", "ipykernel"],
         # Export (tools/deploy/export_model.py) and ONNX Runtime inference (mask2former.deploy);
         # onnxscript serves the torch.export-based exporter (--onnx-exporter dynamo).
         "deploy": ["onnx>=1.16", "onnxruntime>=1.17", "onnxscript>=0.2"],

@@ -139,16 +139,15 @@ def read_training_metrics(output):
 def plot_training(records, headline, path, title=None):
     """
     Loss curves and learning rate over iterations, with the final metrics in the title (or
-    ``title``).
+    ``title``), written to ``path``. The figure is made without pyplot, so that the caller's
+    matplotlib backend (e.g. a notebook's) stays as it is.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     records = [r for r in records if "total_loss" in r]
     iters = [r["iteration"] + 1 for r in records]
-    fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax_loss, ax_lr = fig.subplots(1, 2)
     for key, label in (
         ("total_loss", "total (all layers)"),
         ("loss_ce", "class (last layer)"),
@@ -176,7 +175,6 @@ def plot_training(records, headline, path, title=None):
     )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def write_video(frames_rgb, path, fps=8):
