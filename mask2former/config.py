@@ -46,7 +46,7 @@ def add_maskformer2_config(cfg):
     # 88.9% and 96.3% of it (the published COCO schedule's); WARMUP_ITERS at most a tenth of it;
     # TEST.EVAL_PERIOD -1 and a longer CHECKPOINT_PERIOD become a fifth of it. Any of them given
     # on the command line (e.g. SOLVER.MAX_ITER 5000) wins.
-    cfg.SOLVER.EPOCHS = 0.0
+    cfg.SOLVER.EPOCHS = 0
     # Weight decay of embedding parameters (query features, query and level embeddings).
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
     # "ADAMW" or "SGD".

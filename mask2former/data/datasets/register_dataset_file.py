@@ -317,23 +317,28 @@ def apply_dataset_file(cfg, path=None):
 
 def derive_schedule(cfg):
     """
-    When SOLVER.MAX_ITER is 0, set it from the train split's size: SOLVER.EPOCHS passes over
-    the images at SOLVER.IMS_PER_BATCH; then SOLVER.STEPS (when empty, for WarmupMultiStepLR)
-    at :data:`STEP_FRACTIONS` of it, SOLVER.WARMUP_ITERS at most a tenth of it, and
-    TEST.EVAL_PERIOD (when -1) and SOLVER.CHECKPOINT_PERIOD (when longer) to a fifth of it.
-    Loads (and so checks) the train and test datasets. ``cfg`` must not be frozen.
+    Prepare a training config: load (and so check) the dataset file's train and test splits
+    now rather than at the end of training, and when SOLVER.MAX_ITER is 0 set it from the train
+    split's size: SOLVER.EPOCHS passes over the images at SOLVER.IMS_PER_BATCH; then
+    SOLVER.STEPS (when empty, for WarmupMultiStepLR) at :data:`STEP_FRACTIONS` of it,
+    SOLVER.WARMUP_ITERS at most a tenth of it, and TEST.EVAL_PERIOD (when -1) and
+    SOLVER.CHECKPOINT_PERIOD (when longer) a fifth of it. A TEST.EVAL_PERIOD of -1 with a given
+    MAX_ITER means no periodic evaluation (0). ``cfg`` must not be frozen.
     """
-    num_images = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
-    for name in cfg.DATASETS.TEST:
-        DatasetCatalog.get(name)  # checked now, not at the end of training
+    num_images = None
+    if cfg.DATASETS.FILE:
+        num_images = sum(len(DatasetCatalog.get(name)) for name in cfg.DATASETS.TRAIN)
+        for name in cfg.DATASETS.TEST:
+            DatasetCatalog.get(name)
     solver = cfg.SOLVER
     if solver.MAX_ITER != 0:
-        if cfg.TEST.EVAL_PERIOD < 0:
-            cfg.TEST.EVAL_PERIOD = 0
+        cfg.TEST.EVAL_PERIOD = max(cfg.TEST.EVAL_PERIOD, 0)
         return
-    if solver.EPOCHS <= 0:
-        raise ValueError("SOLVER.MAX_ITER is 0 (derive it from the dataset) but SOLVER.EPOCHS is "
-                         f"{solver.EPOCHS}; set SOLVER.EPOCHS > 0 or SOLVER.MAX_ITER")
+    if num_images is None or solver.EPOCHS <= 0:
+        raise ValueError(
+            "SOLVER.MAX_ITER is 0, which derives the schedule from a dataset file's train split "
+            f"and SOLVER.EPOCHS (now {solver.EPOCHS}, DATASETS.FILE {cfg.DATASETS.FILE!r}): give "
+            "--dataset my_data.yaml (with SOLVER.EPOCHS > 0), or set SOLVER.MAX_ITER")
     solver.MAX_ITER = max(1, math.ceil(solver.EPOCHS * num_images / solver.IMS_PER_BATCH))
     if not solver.STEPS and solver.LR_SCHEDULER_NAME == "WarmupMultiStepLR":
         solver.STEPS = tuple(int(f * solver.MAX_ITER) for f in STEP_FRACTIONS)
