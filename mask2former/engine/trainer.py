@@ -29,6 +29,7 @@ from .threads import install_adaptive_threads
 
 __all__ = [
     "MaskFormerTrainer",
+    "argument_parser",
     "disable_amp_without_cuda",
     "setup_from_args",
     "train_or_evaluate",
@@ -178,6 +179,14 @@ def train_or_evaluate(cfg, args, trainer_cls):
     return trainer.train()
 
 
+def argument_parser():
+    """Detectron2's ``default_argument_parser`` with ``--dataset FILE`` (DATASETS.FILE)."""
+    parser = default_argument_parser()
+    parser.add_argument("--dataset", metavar="FILE", help="a dataset file (YAML) to train and "
+                        "evaluate on; the same as the option DATASETS.FILE FILE")
+    return parser
+
+
 def launch_from_command_line(main, argv=None):
     """
     Parse Detectron2's command line (``--config-file``, ``--eval-only``, ``--resume``,
@@ -186,10 +195,7 @@ def launch_from_command_line(main, argv=None):
     every process (see :func:`~.launch.launch`); ``main`` must be a module-level function when
     several processes run.
     """
-    parser = default_argument_parser()
-    parser.add_argument("--dataset", metavar="FILE", help="a dataset file (YAML) to train and "
-                        "evaluate on; the same as the option DATASETS.FILE FILE")
-    args = parser.parse_args(argv)
+    args = argument_parser().parse_args(argv)
     print("Command Line Args:", args)
     return launch(
         main,
