@@ -136,9 +136,10 @@ def test_semantic_formats_load_the_generated_labels(shapes_formats, fmt, overrid
 
 def test_config_follows_the_dataset_file(shapes_formats, tmp_path):
     _, yamls = shapes_formats
-    cfg = get_maskformer2_cfg(str(REPO / "configs/custom/instance-segmentation/maskformer2_R50.yaml"),
-                              ["DATASETS.FILE", yamls["yolo"]])
-    assert cfg.DATASETS.TRAIN == ("shapes_yolo_train",) and cfg.DATASETS.TEST == ("shapes_yolo_val",)
+    config = REPO / "configs/custom/instance-segmentation/maskformer2_R50.yaml"
+    cfg = get_maskformer2_cfg(str(config), ["DATASETS.FILE", yamls["yolo"]])
+    assert cfg.DATASETS.TRAIN == ("shapes_yolo_train",)
+    assert cfg.DATASETS.TEST == ("shapes_yolo_val",)
     assert cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES == 3
     assert cfg.INPUT.DATASET_MAPPER_NAME == "coco_instance_lsj"
     meta = MetadataCatalog.get("shapes_yolo_val")
@@ -157,6 +158,14 @@ def test_config_follows_the_dataset_file(shapes_formats, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # The check: every defect named with its file and record
 # ---------------------------------------------------------------------------------------------
+def _dataset_yaml(folder, name, annotations, **keys):
+    """A dataset YAML in ``folder`` whose train and val splits are images/ and ``annotations``."""
+    path = folder / f"{name}.yaml"
+    split = dict({"images": "images", "annotations": annotations}, **keys.pop("split", {}))
+    path.write_text(yaml.safe_dump(dict(keys, train=split, val=split)))
+    return path
+
+
 def _image(path, size=32):
     Image.fromarray(np.full((size, size, 3), 120, np.uint8)).save(path)
 
@@ -194,12 +203,7 @@ def _coco_with_defects(folder):
     (folder / "train.json").write_text(json.dumps({
         "images": images, "annotations": annotations,
         "categories": [{"id": 1, "name": "box"}]}))
-    path = folder / "data.yaml"
-    path.write_text(yaml.safe_dump({
-        "task": "instance",
-        "train": {"images": "images", "annotations": "train.json"},
-        "val": {"images": "images", "annotations": "train.json"}}))
-    return path, defects
+    return _dataset_yaml(folder, "data", "train.json", task="instance"), defects
 
 
 def test_check_names_every_defect_with_its_file_and_record(tmp_path):
@@ -233,11 +237,8 @@ def test_check_names_folder_format_defects(tmp_path):
     Image.fromarray(np.full((32, 32), 7, np.uint8)).save(labels / "a.png")  # 7 of 3 classes
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(labels / "b.png")
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(labels / "orphan.png")
-    semantic = tmp_path / "semantic.yaml"
-    semantic.write_text(yaml.safe_dump({
-        "task": "semantic", "classes": ["x", "y", "z"],
-        "train": {"images": "images", "annotations": "labels"},
-        "val": {"images": "images", "annotations": "labels"}}))
+    semantic = _dataset_yaml(tmp_path, "semantic", "labels", task="semantic",
+                             classes=["x", "y", "z"])
     found = check_dataset_file(str(semantic))[1]["train"].defects
     assert {(d.kind, os.path.basename(d.file)) for d in found} == {
         ("semantic_value", "a.png"), ("unknown_image", "orphan.png")}
@@ -252,11 +253,8 @@ def test_check_names_folder_format_defects(tmp_path):
         "annotations": [{"image_id": 1, "file_name": "a.png",
                          "segments_info": [{"id": 5, "category_id": 1, "iscrowd": 0}]}],
         "categories": [{"id": 1, "name": "x", "isthing": 1}]}))
-    panoptic = tmp_path / "pan.yaml"
-    panoptic.write_text(yaml.safe_dump({
-        "task": "panoptic",
-        "train": {"images": "images", "annotations": "panoptic.json", "panoptic_root": "panoptic"},
-        "val": {"images": "images", "annotations": "panoptic.json", "panoptic_root": "panoptic"}}))
+    panoptic = _dataset_yaml(tmp_path, "pan", "panoptic.json", task="panoptic",
+                             split={"panoptic_root": "panoptic"})
     found = check_dataset_file(str(panoptic))[1]["train"].defects
     assert [(d.kind, os.path.basename(d.file)) for d in found] == [
         ("panoptic_segment_not_in_json", "a.png")]
@@ -265,11 +263,7 @@ def test_check_names_folder_format_defects(tmp_path):
     yolo.mkdir()
     (yolo / "a.txt").write_text("0 0.1 0.1 0.5 0.1 0.5 0.5\n5 0.1 0.1 0.5 0.1 0.5 0.5\n0 0.1 0.1\n")
     (yolo / "b.txt").write_text("0 0.1 0.1 0.5 0.1 1.8 0.5\n")
-    yolo_yaml = tmp_path / "yolo.yaml"
-    yolo_yaml.write_text(yaml.safe_dump({
-        "task": "instance", "classes": ["x"],
-        "train": {"images": "images", "annotations": "yolo"},
-        "val": {"images": "images", "annotations": "yolo"}}))
+    yolo_yaml = _dataset_yaml(tmp_path, "yolo", "yolo", task="instance", classes=["x"])
     found = check_dataset_file(str(yolo_yaml))[1]["train"].defects
     assert {(d.kind, os.path.basename(d.file), d.record) for d in found} == {
         ("unknown_category", "a.txt", "line 2"), ("too_few_points", "a.txt", "line 3"),
@@ -282,11 +276,7 @@ def test_check_names_folder_format_defects(tmp_path):
               {"label": "x", "points": [[1, 1], [9, 9]], "shape_type": "line"}]
     (labelme / "a.json").write_text(json.dumps({
         "shapes": shapes, "imagePath": "../images/a.jpg", "imageHeight": 32, "imageWidth": 32}))
-    labelme_yaml = tmp_path / "labelme.yaml"
-    labelme_yaml.write_text(yaml.safe_dump({
-        "task": "instance", "classes": ["x"],
-        "train": {"images": "images", "annotations": "labelme"},
-        "val": {"images": "images", "annotations": "labelme"}}))
+    labelme_yaml = _dataset_yaml(tmp_path, "labelme", "labelme", task="instance", classes=["x"])
     found = check_dataset_file(str(labelme_yaml))[1]["train"].defects
     assert {(d.kind, d.record) for d in found} == {
         ("unknown_category", "shape 1 (label 'q')"),

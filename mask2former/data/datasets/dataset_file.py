@@ -79,7 +79,7 @@ class DatasetFileError(ValueError):
 
 @dataclass
 class Category:
-    """One class: ``name``, the id in the annotation files (``id``), ``color`` (RGB), ``isthing``."""
+    """One class: ``name``, its id in the annotation files, ``color`` (RGB), ``isthing``."""
 
     name: str
     id: Optional[int] = None
@@ -226,7 +226,8 @@ def _parse_classes(dataset, base, classes):
     if isinstance(classes, str):
         names_file = os.path.normpath(os.path.join(base, os.path.expanduser(classes)))
         if not os.path.isfile(names_file):
-            raise FileNotFoundError(f"{path}: key 'classes': names file {names_file} does not exist")
+            raise FileNotFoundError(
+                f"{path}: key 'classes': names file {names_file} does not exist")
         dataset.names_file = names_file
         dataset.classes = [Category(name=n) for n in read_names_file(names_file)]
         return

@@ -53,9 +53,9 @@ def detect_format(dataset):
         counts.update(os.path.splitext(n)[1].lower() for n in names)
     found = [fmt for ext, fmt in _FOLDER_FORMATS.items() if counts[ext]]
     if len(found) != 1:
-        raise DatasetFileError(
-            f"{where}: cannot tell the format ({'holds ' + ' and '.join(found) + ' files' if found else 'no .json, .txt or .png files'}); "
-            f"set key 'format' to one of {sorted(READERS)}")
+        holds = " and ".join(found) + " files" if found else "no .json, .txt or .png files"
+        raise DatasetFileError(f"{where}: cannot tell the format (it holds {holds}); set key "
+                               f"'format' to one of {sorted(READERS)}")
     return found[0]
 
 

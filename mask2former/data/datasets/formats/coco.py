@@ -60,6 +60,15 @@ def _images(path, data, image_root, defects):
     return samples
 
 
+def _sample_of(entry, samples, path, record, defects):
+    """The sample of an annotation's image_id, or None and an "unknown_image" defect."""
+    sample = samples.get(entry.get("image_id"))
+    if sample is None:
+        defects.append(Defect("unknown_image", path, record,
+                              f"image_id {entry.get('image_id')} is not in 'images'"))
+    return sample
+
+
 def read_coco_instances(split, categories):
     """
     Read a COCO instance json.
@@ -82,10 +91,8 @@ def read_coco_instances(split, categories):
     seen_ids = {}
     for entry in data.get("annotations", []):
         record = f"annotation id {entry.get('id')}"
-        sample = samples.get(entry.get("image_id"))
+        sample = _sample_of(entry, samples, path, record, defects)
         if sample is None:
-            defects.append(Defect("unknown_image", path, record,
-                                  f"image_id {entry.get('image_id')} is not in 'images'"))
             continue
         if entry.get("id") in seen_ids:
             for key in (seen_ids[entry["id"]], sample.file_name):
@@ -131,10 +138,8 @@ def read_coco_panoptic(split, categories):
     annotated = set()
     for entry in data.get("annotations", []):
         record = f"annotation of image_id {entry.get('image_id')} ({entry.get('file_name')})"
-        sample = samples.get(entry.get("image_id"))
+        sample = _sample_of(entry, samples, path, record, defects)
         if sample is None:
-            defects.append(Defect("unknown_image", path, record,
-                                  f"image_id {entry.get('image_id')} is not in 'images'"))
             continue
         if sample.image_id in annotated:
             defects.append(Defect("duplicate_id", path, record,
