@@ -47,7 +47,7 @@ class Trainer(MaskFormerTrainer):
 
 def setup(args):
     """Config (with the video keys) from ``args``, frozen, and Detectron2's setup."""
-    if args.dataset:
+    if getattr(args, "dataset", None):
         raise SystemExit(
             "--dataset: dataset files describe image datasets (train_net.py); video datasets "
             "are read in the YouTube-VIS layout (datasets/README.md)")

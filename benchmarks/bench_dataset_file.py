@@ -61,6 +61,16 @@ def last_metrics(log_file):
     return {key: tables[task][name] for key, (task, name) in _METRICS.items() if task in tables}
 
 
+def largest_loss_difference(output_a, output_b):
+    """Largest difference of the logged total losses of two runs, iteration by iteration."""
+    def losses(output):
+        records = [json.loads(line) for line in open(os.path.join(output, "metrics.json"))]
+        return {r["iteration"]: r["total_loss"] for r in records if "total_loss" in r}
+
+    a, b = losses(output_a), losses(output_b)
+    return max(abs(a[i] - b[i]) for i in set(a) & set(b))
+
+
 def seconds_per_iteration(output):
     records = [json.loads(line) for line in open(os.path.join(output, "metrics.json"))]
     times = [r["time"] for r in records if "time" in r]
@@ -156,6 +166,8 @@ def main(argv=None):
             "minutes": (time.perf_counter() - begin) / 60,
             "load_average_1min": [load_before, os.getloadavg()[0]],
         }
+    if len(folders) == 2:
+        results["largest_total_loss_difference"] = largest_loss_difference(*folders.values())
     if "labelme" in args.routes:
         evaluation = str(output / "labelme_on_builtin_val")
         wait(start(["--config-file", str(CONFIG), "--eval-only", "MODEL.WEIGHTS",
@@ -165,7 +177,8 @@ def main(argv=None):
             "val annotations": "built-in", **last_metrics(os.path.join(evaluation, "log.txt"))}
 
     print(f"\n{results['iterations']} iterations, {args.threads} threads, SEED 0; dataset dicts: "
-          f"{images} images, {segments} segments, {different} differ")
+          f"{images} images, {segments} segments, {different} differ; largest difference of the "
+          f"logged total losses: {results.get('largest_total_loss_difference', 'n/a')}")
     print(f"{'route':<48} {'PQ':>6} {'mask AP':>8} {'mIoU':>6} {'s/iter':>7} {'load 1-min':>11}")
     for name, r in results["runs"].items():
         load = "-".join(f"{v:.1f}" for v in r.get("load_average_1min", []))

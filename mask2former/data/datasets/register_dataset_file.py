@@ -98,7 +98,7 @@ def _metadata(registered):
         return dict(common, evaluator_type="coco", thing_classes=names, thing_colors=colors,
                     thing_dataset_id_to_contiguous_id={c.id: i for i, c in enumerate(categories)})
     if dataset.task == "panoptic":
-        return dict(common, evaluator_type="coco_panoptic_seg", label_divisor=1000,
+        return dict(common, evaluator_type="coco_panoptic_seg",
                     **panoptic_meta([asdict(c) for c in categories]))
     return dict(common, evaluator_type="sem_seg", stuff_classes=names, stuff_colors=colors,
                 stuff_dataset_id_to_contiguous_id={c.id: i for i, c in enumerate(categories)})
@@ -179,7 +179,13 @@ def load_split(registered, split, skip_invalid=False):
     signature = _signature(registered, split, skip_invalid)
     if signature not in _LOADED:
         folder = registered.folder(split)
-        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(folder), exist_ok=True)
+        except OSError as e:
+            raise OSError(f"Cannot write the checked dataset dicts of {registered.dataset.path} "
+                          f"to {os.path.dirname(folder)} ({e}): the folder of the dataset file "
+                          "must be writable (or copy the file to a writable folder and set its "
+                          "'root' key to the dataset)") from e
         with open(folder + ".lock", "w") as lock:  # one process builds, the others wait
             fcntl.flock(lock, fcntl.LOCK_EX)
             _LOADED[signature] = _cached(folder, signature) or _build(
@@ -187,18 +193,19 @@ def load_split(registered, split, skip_invalid=False):
         records, report = _LOADED[signature]
         logger.info(f"Dataset {registered.names[split]} ({registered.dataset.path}):\n{report}")
     records, _ = _LOADED[signature]
-    for record in records:
-        for ann in record.get("annotations", ()):
-            ann["bbox_mode"] = BoxMode.XYWH_ABS
     return list(records)
 
 
 def _cached(folder, signature):
+    """(dicts, report) kept in ``folder`` for ``signature``, or None."""
     stamp = os.path.join(folder, "signature.txt")
     if not os.path.isfile(stamp) or open(stamp).read() != signature:
         return None
     with open(os.path.join(folder, "records.json")) as f:
         cached = json.load(f)
+    for record in cached["records"]:
+        for ann in record.get("annotations", ()):
+            ann["bbox_mode"] = BoxMode.XYWH_ABS
     return cached["records"], cached["report"]
 
 
