@@ -45,7 +45,7 @@ def _image_path(json_path, data, split, stem):
     The image of a LabelMe file: ``imagePath`` relative to the json, else a file of that name
     or of the json's name in the image folder; the first candidate when none exists.
     """
-    image_path = data.get("imagePath") or ""
+    image_path = (data.get("imagePath") or "").replace("\\", "/")  # saved on Windows
     candidates = []
     if image_path:
         candidates.append(os.path.normpath(os.path.join(os.path.dirname(json_path), image_path)))
