@@ -190,10 +190,9 @@ def load_split(registered, split, skip_invalid=False):
             fcntl.flock(lock, fcntl.LOCK_EX)
             _LOADED[signature] = _cached(folder, signature) or _build(
                 registered, split, skip_invalid, folder, signature)
-        records, report = _LOADED[signature]
-        logger.info(f"Dataset {registered.names[split]} ({registered.dataset.path}):\n{report}")
-    records, _ = _LOADED[signature]
-    return list(records)
+        logger.info(f"Dataset {registered.names[split]} ({registered.dataset.path}):\n"
+                    f"{_LOADED[signature][1]}")
+    return list(_LOADED[signature][0])
 
 
 def _cached(folder, signature):
