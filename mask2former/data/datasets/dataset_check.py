@@ -52,11 +52,14 @@ class SplitReport:
     sizes: Counter = field(default_factory=Counter)
     defects: list = field(default_factory=list)
     skipped: int = 0
+    unused_images: int = 0
 
     def format(self, class_names, count_what):
         """A few lines for the log: images, image sizes, per-class counts, defects."""
         lines = [f"{self.name}: {self.num_images} images"
-                 + (f" ({self.skipped} skipped for defects)" if self.skipped else "")]
+                 + (f" ({self.skipped} skipped for defects)" if self.skipped else "")
+                 + (f"; {self.unused_images} images of the image folder have no annotation file "
+                    "and are not used" if self.unused_images else "")]
         if self.sizes:
             heights = [h for (h, _), n in self.sizes.items() for _ in range(n)]
             widths = [w for (_, w), n in self.sizes.items() for _ in range(n)]

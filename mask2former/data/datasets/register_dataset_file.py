@@ -38,7 +38,7 @@ from .dataset_check import (
 from .dataset_file import DatasetFile, load_dataset_file
 from .dataset_records import build_records
 from .formats import Defect, detect_format, read_split, resolve_categories
-from .formats.folders import walk_files
+from .formats.folders import image_files, walk_files
 
 __all__ = [
     "RegisteredDatasetFile",
@@ -219,7 +219,12 @@ def check_split(registered, split):
     if dataset.task == "panoptic":
         defects += _duplicate_basenames(samples)
     kept, skipped = drop_defective(samples, defects)
-    return samples, defects, split_report(registered.names[split], kept, defects, skipped)
+    report = split_report(registered.names[split], kept, defects, skipped)
+    if registered.format == "labelme":  # LabelMe files name their images: count the others
+        listed = {os.path.abspath(s.file_name) for s in samples}
+        report.unused_images = sum(os.path.abspath(path) not in listed
+                                   for path in image_files(dataset.splits[split].images).values())
+    return samples, defects, report
 
 
 def _duplicate_basenames(samples):
