@@ -47,6 +47,10 @@ class Trainer(MaskFormerTrainer):
 
 def setup(args):
     """Config (with the video keys) from ``args``, frozen, and Detectron2's setup."""
+    if getattr(args, "dataset", None):
+        raise SystemExit(
+            "--dataset: dataset files describe image datasets (train_net.py); video datasets "
+            "are read in the YouTube-VIS layout (datasets/README.md)")
     return setup_from_args(args, add_configs=(add_maskformer2_video_config,))
 
 

@@ -30,7 +30,8 @@ WINDOW_NAME = "mask2former"
 
 
 def setup_cfg(args):
-    cfg = get_maskformer2_cfg(args.config_file, args.opts)
+    opts = list(args.opts) + (["DATASETS.FILE", args.dataset] if args.dataset else [])
+    cfg = get_maskformer2_cfg(args.config_file, opts)
     compute_only_drawn_task(cfg, args.task)
     cfg.freeze()
     apply_cuda_settings(cfg)
@@ -58,6 +59,9 @@ def compute_only_drawn_task(cfg, task):
 def get_parser():
     parser = argparse.ArgumentParser(description="Mask2Former demo for builtin configs")
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to config file")
+    parser.add_argument("--dataset", metavar="FILE",
+                        help="dataset file whose class names and colors the drawings use "
+                        "(DATASETS.FILE; a run's config.yaml already names it)")
     parser.add_argument("--webcam", action="store_true", help="take inputs from the webcam")
     parser.add_argument("--video-input", help="path to a video file")
     parser.add_argument(

@@ -26,7 +26,27 @@ def add_maskformer2_config(cfg):
     cfg.INPUT.MIN_SCALE = 0.1
     cfg.INPUT.MAX_SCALE = 2.0
 
+    # ---- a dataset described by a file (mask2former/data/datasets/dataset_file.py) ----
+    # Path of a dataset YAML (task, splits, classes; README "Train on your own data"). When set,
+    # loading the config (get_maskformer2_cfg, or apply_dataset_file(cfg)) registers its splits
+    # as <name>_train / <name>_val / <name>_test and sets from the dataset: DATASETS.TRAIN and
+    # TEST (unless they already name its splits), MODEL.SEM_SEG_HEAD.NUM_CLASSES and
+    # IGNORE_VALUE, INPUT.DATASET_MAPPER_NAME (when the config's is for another task) and turns
+    # off the MODEL.MASK_FORMER.TEST outputs the task cannot evaluate. The path is stored
+    # absolute, so the config.yaml a run writes works from any folder.
+    cfg.DATASETS.FILE = ""
+    # Loading a split of DATASETS.FILE checks it (tools/check_dataset.py) and refuses defects;
+    # True drops every image whose annotations have a defect instead, and logs how many.
+    cfg.DATASETS.SKIP_INVALID_RECORDS = False
+
     # ---- solver ----
+    # SOLVER.MAX_ITER 0: derive the schedule from the train split's size when training
+    # (mask2former/data/datasets/register_dataset_file.py, derive_schedule): MAX_ITER =
+    # EPOCHS x train images / IMS_PER_BATCH; for WarmupMultiStepLR with empty STEPS, steps at
+    # 88.9% and 96.3% of it (the published COCO schedule's); WARMUP_ITERS at most a tenth of it;
+    # TEST.EVAL_PERIOD -1 and a longer CHECKPOINT_PERIOD become a fifth of it. Any of them given
+    # on the command line (e.g. SOLVER.MAX_ITER 5000) wins.
+    cfg.SOLVER.EPOCHS = 0
     # Weight decay of embedding parameters (query features, query and level embeddings).
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0
     # "ADAMW" or "SGD".
@@ -202,6 +222,8 @@ def get_maskformer2_cfg(config_file=None, opts=(), add_configs=()):
     ``add_configs``: further functions ``f(cfg)`` that add keys before the merge (e.g.
     ``add_maskformer2_video_config``).
 
+    With DATASETS.FILE set, the dataset file's splits are registered and the keys that follow
+    from it are set (:func:`~mask2former.data.datasets.register_dataset_file.apply_dataset_file`).
     On a machine without CUDA, MODEL.DEVICE "cuda" becomes "cpu" (logged), so that the published
     configs run there unchanged.
     """
@@ -213,6 +235,10 @@ def get_maskformer2_cfg(config_file=None, opts=(), add_configs=()):
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
+    if cfg.DATASETS.FILE:
+        from .data.datasets.register_dataset_file import apply_dataset_file
+
+        apply_dataset_file(cfg)
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         logging.getLogger(__name__).warning(
             "MODEL.DEVICE is %r but CUDA is not available: running on the CPU.", cfg.MODEL.DEVICE

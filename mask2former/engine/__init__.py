@@ -19,6 +19,7 @@ from .seeding import derive_seed, seed_global_rngs, seeded_global_rngs, training
 from .threads import AdaptiveThreads, install_adaptive_threads
 from .trainer import (
     MaskFormerTrainer,
+    argument_parser,
     disable_amp_without_cuda,
     launch_from_command_line,
     setup_from_args,

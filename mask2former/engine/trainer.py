@@ -19,6 +19,7 @@ from mask2former.checkpoint import (
     training_class_names,
 )
 from mask2former.config import get_maskformer2_cfg
+from mask2former.data.datasets.register_dataset_file import derive_schedule
 from mask2former.solver import build_lr_scheduler, build_optimizer
 
 from .config_checks import check_datasets_registered
@@ -31,6 +32,7 @@ from .threads import install_adaptive_threads
 
 __all__ = [
     "MaskFormerTrainer",
+    "argument_parser",
     "disable_amp_without_cuda",
     "setup_from_args",
     "train_or_evaluate",
@@ -133,12 +135,21 @@ def setup_from_args(args, add_configs=()):
     """
     The frozen config of a run: ``args.config_file`` and ``args.opts`` merged over the
     Mask2Former keys (and those ``add_configs`` add, see
-    :func:`~mask2former.config.get_maskformer2_cfg`), its datasets checked, Detectron2's setup
-    (output folder, logs, config dump), AMP turned off without CUDA, and the config's CUDA
-    settings applied (FLOAT32_MATMUL_PRECISION).
+    :func:`~mask2former.config.get_maskformer2_cfg`), with ``args.dataset`` as DATASETS.FILE
+    (``--dataset``), its datasets checked (a dataset file's splits are loaded and checked before
+    training, and its schedule derived from the train split's size where the config leaves it
+    to the dataset), Detectron2's setup (output folder, logs, config dump), AMP turned off
+    without CUDA, and the config's CUDA settings applied (FLOAT32_MATMUL_PRECISION).
     """
-    cfg = get_maskformer2_cfg(args.config_file, args.opts, add_configs=add_configs)
+    opts = list(args.opts)
+    if getattr(args, "dataset", None):
+        opts += ["DATASETS.FILE", args.dataset]
+    cfg = get_maskformer2_cfg(args.config_file, opts, add_configs=add_configs)
     check_datasets_registered(cfg)
+    if not args.eval_only:
+        # The dataset check's report goes to the run's log.txt.
+        setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
+        derive_schedule(cfg)
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
@@ -175,14 +186,23 @@ def train_or_evaluate(cfg, args, trainer_cls):
     return trainer.train()
 
 
+def argument_parser():
+    """Detectron2's ``default_argument_parser`` with ``--dataset FILE`` (DATASETS.FILE)."""
+    parser = default_argument_parser()
+    parser.add_argument("--dataset", metavar="FILE", help="a dataset file (YAML) to train and "
+                        "evaluate on; the same as the option DATASETS.FILE FILE")
+    return parser
+
+
 def launch_from_command_line(main, argv=None):
     """
     Parse Detectron2's command line (``--config-file``, ``--eval-only``, ``--resume``,
     ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``KEY VALUE``
-    options) and run ``main(args)`` in every process (see :func:`~.launch.launch`); ``main``
-    must be a module-level function when several processes run.
+    options) and ``--dataset FILE`` (a dataset file: DATASETS.FILE), and run ``main(args)`` in
+    every process (see :func:`~.launch.launch`); ``main`` must be a module-level function when
+    several processes run.
     """
-    args = default_argument_parser().parse_args(argv)
+    args = argument_parser().parse_args(argv)
     print("Command Line Args:", args)
     return launch(
         main,

@@ -66,6 +66,9 @@ def get_parser():
     parser.add_argument("--sample-image", metavar="FILE",
                         help="example image to trace with (default: the first of DATASETS.TEST)")
     parser.add_argument("--output", default="./output", help="folder of the exported model")
+    parser.add_argument("--dataset", metavar="FILE",
+                        help="dataset file (DATASETS.FILE) whose classes the model carries and "
+                        "whose val split --run-eval evaluates; a run's config.yaml names it")
     parser.add_argument("--run-eval", action="store_true",
                         help="evaluate the exported model on DATASETS.TEST")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config options as KEY VALUE pairs")
@@ -103,7 +106,8 @@ def main(argv=None):
     setup_logger(name="fvcore")
     setup_logger(name="mask2former")
     setup_logger()
-    cfg = get_maskformer2_cfg(args.config_file, args.opts)
+    opts = list(args.opts) + (["DATASETS.FILE", args.dataset] if args.dataset else [])
+    cfg = get_maskformer2_cfg(args.config_file, opts)
     cfg.freeze()
 
     model = build_model(cfg).eval()

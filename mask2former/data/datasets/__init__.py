@@ -3,6 +3,9 @@ Dataset registration. Importing ``mask2former.data`` registers every dataset the
 configs name, with files under ``$DETECTRON2_DATASETS`` (default ``datasets``); call
 :func:`register_all` to register them again for another root. COCO instance segmentation
 (``coco_2017_{train,val}``) and Cityscapes (``cityscapes_fine_*``) are Detectron2's own.
+
+A dataset of one's own is described by a file (:mod:`.dataset_file`) and registered by
+:func:`register_dataset_file`, or with a config by :func:`apply_dataset_file` (DATASETS.FILE).
 """
 import os
 
@@ -13,6 +16,7 @@ from .register_ade20k_semantic import register_all_ade20k_semantic
 from .register_coco_panoptic_annos_semseg import register_all_coco_panoptic_annos_sem_seg
 from .register_mapillary_vistas import register_all_mapillary_vistas
 from .generated_shapes import register_generated_shapes
+from .register_dataset_file import apply_dataset_file, register_dataset_file
 
 
 def register_all(root):
