@@ -225,6 +225,46 @@ def test_sigterm_stops_all_srun_tasks_with_a_checkpoint_and_the_requeued_job_res
     _assert_same_weights(output, reference)
 
 
+STOPPING_WORKERS = """
+import signal, sys, time
+from pathlib import Path
+from mask2former.engine import REQUEUE_EXIT_CODE, launch
+from detectron2.utils import comm
+
+def stop(signum, frame):  # as a worker's trainer does after writing its checkpoint
+    Path(sys.argv[1], f"rank{comm.get_rank()}").write_text(signal.Signals(signum).name)
+    sys.exit(REQUEUE_EXIT_CODE)
+
+def worker():
+    signal.signal(signal.SIGTERM, stop)
+    Path(sys.argv[1], f"ready{comm.get_rank()}").touch()
+    time.sleep(120)
+
+if __name__ == "__main__":
+    launch(worker, 2, dist_url="auto")
+"""
+
+
+def test_sigterm_to_the_num_gpus_process_reaches_its_workers_and_its_status_is_theirs(
+        cluster, tmp_path):
+    """A scheduler may signal only the process it started: it passes SIGTERM on."""
+    _, env, _ = cluster
+    script = tmp_path / "stopping_workers.py"
+    script.write_text(STOPPING_WORKERS)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=REPO, env=env)
+    try:
+        deadline = time.time() + TIMEOUT
+        while not all((tmp_path / f"ready{rank}").exists() for rank in range(2)):
+            assert proc.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=TIMEOUT) == REQUEUE_EXIT_CODE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [(tmp_path / f"rank{rank}").read_text() for rank in range(2)] == ["SIGTERM"] * 2
+
+
 # ------------------------------------------------------------ the launchers' environments, parsed
 TORCHRUN_ENV = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
                 "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}

@@ -114,10 +114,15 @@ def _stop_signals_reach_workers():
     In the process that spawned the workers: SIGTERM / SIGUSR1 are passed on to the workers
     instead of killing this process (a scheduler that signals only the process it started
     would otherwise leave them without the signal, or kill them mid-checkpoint), and a
-    worker's exit with REQUEUE_EXIT_CODE exits this process with it too.
+    worker's exit with REQUEUE_EXIT_CODE exits this process with it too. Before any worker
+    runs, the signal ends this process as it would have.
     """
     def forward(signum, frame):
-        for worker in multiprocessing.active_children():
+        workers = multiprocessing.active_children()
+        if not workers:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        for worker in workers:
             os.kill(worker.pid, signum)
 
     in_main_thread = threading.current_thread() is threading.main_thread()
