@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import copy
 import io
+import os
 import statistics
 import sys
 import time
@@ -88,7 +89,7 @@ def synthetic_dataset(num_images, detections_per_image, seed=0):
 
 
 def evaluate(cocoeval_class, ground_truth_json, detections, iou_type):
-    """Seconds of loadRes and of the evaluation (wall, CPU), and the 12 numbers."""
+    """Seconds of loadRes and in all (wall), CPU seconds of all threads, and the 12 numbers."""
     ground_truth = COCO()
     ground_truth.dataset = copy.deepcopy(ground_truth_json)
     detections = copy.deepcopy(detections)
@@ -133,15 +134,19 @@ def main():
             print(f"  round {round_index + 1}: {name}: {run['total']:.1f} s "
                   f"(loadRes {run['load']:.1f} s, CPU {run['cpu']:.1f} s)", flush=True)
 
-    print(f"\n| implementation | total s (median) | COCOeval part s | CPU s | vs pycocotools |")
-    print("|---|---|---|---|---|")
-    reference = statistics.median(r["total"] for r in runs["pycocotools"])
-    for name, name_runs in runs.items():
-        total = statistics.median(r["total"] for r in name_runs)
-        evaluation = statistics.median(r["total"] - r["load"] for r in name_runs)
-        cpu = statistics.median(r["cpu"] for r in name_runs)
-        print(f"| {name} | {total:.1f} | {evaluation:.1f} | {cpu:.1f} | "
-              f"{reference / total:.2f}x |")
+    print(f"\nMedians; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          f"(wall times grow with the load, CPU times much less)")
+    print("| implementation | wall s | of which loadRes s | CPU s | wall vs pycocotools "
+          "| CPU vs pycocotools |")
+    print("|---|---|---|---|---|---|")
+    medians = {name: {key: statistics.median(r[key] for r in name_runs)
+                      for key in ("total", "load", "cpu")}
+               for name, name_runs in runs.items()}
+    reference = medians["pycocotools"]
+    for name, median in medians.items():
+        print(f"| {name} | {median['total']:.1f} | {median['load']:.1f} | {median['cpu']:.1f} | "
+              f"{reference['total'] / median['total']:.2f}x | "
+              f"{reference['cpu'] / median['cpu']:.2f}x |")
     stats = [run["stats"] for name_runs in runs.values() for run in name_runs]
     difference = max(np.abs(s - stats[0]).max() for s in stats)
     print(f"\n12 AP / AR numbers: {np.round(stats[0], 4).tolist()}; largest difference between "

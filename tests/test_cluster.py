@@ -175,14 +175,17 @@ def test_a_killed_worker_is_restarted_by_torchrun_and_the_run_ends_as_if_uninter
     _assert_same_weights(output, reference)
 
 
-def _srun_tasks(root, name, env, restart_count):
-    """The two tasks of an srun job step on one node, as SLURM's environment describes them."""
+def _srun_tasks(root, name, env, restart_counts):
+    """
+    The two tasks of an srun job step on one node, as SLURM's environment describes them, with
+    SLURM_RESTART_COUNT ``restart_counts[rank]``.
+    """
     slurm = {"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0", "SLURM_NTASKS": "2",
              "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_TASKS_PER_NODE": "2", "SLURM_NODEID": "0",
-             "SLURM_STEP_NODELIST": "localhost", "MASTER_PORT": str(_free_port()),
-             "SLURM_RESTART_COUNT": str(restart_count)}
+             "SLURM_STEP_NODELIST": "localhost", "MASTER_PORT": str(_free_port())}
     return [_start(root, f"{name}.task{rank}", [sys.executable], dict(
-        env, **slurm, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank)),
+        env, **slurm, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank),
+        SLURM_RESTART_COUNT=str(restart_counts[rank])),
         opts=["SOLVER.CHECKPOINT_PERIOD_MINUTES", "1e-6"]) for rank in range(2)]
 
 
@@ -196,7 +199,7 @@ def test_sigterm_stops_all_srun_tasks_with_a_checkpoint_and_the_requeued_job_res
     """
     root, env, reference = cluster
     output = root / "sigterm"
-    tasks = _srun_tasks(root, "sigterm", env, restart_count=0)
+    tasks = _srun_tasks(root, "sigterm", env, restart_counts=(0, 0))
     try:
         _wait_for_checkpoint(tasks[0], output, "model_0000000.pth")
         tasks[1].send_signal(signal.SIGTERM)
@@ -217,11 +220,14 @@ def test_sigterm_stops_all_srun_tasks_with_a_checkpoint_and_the_requeued_job_res
     kept = {p.name for p in output.glob("model_*.pth")}
     assert periodic | {checkpoint} <= kept and len(kept - periodic) <= 2
 
-    for task in _srun_tasks(root, "sigterm.requeued", env, restart_count=1):
+    # Only task 0 is told of the restart, as when a machine replaces a lost one: all resume.
+    for task in _srun_tasks(root, "sigterm.requeued", env, restart_counts=(1, 0)):
         _wait(task)
-    log = (output / "log.txt").read_text()
+    log, rank1_log = (output / "log.txt").read_text(), (output / "log.txt.rank1").read_text()
     assert "SLURM restarted the job (SLURM_RESTART_COUNT=1): resuming" in log
-    assert f"Starting training from iteration {stopped_at + 1}" in log
+    assert "The launcher restarted the job (other workers): resuming" in rank1_log
+    for rank_log in (log, rank1_log):
+        assert f"Starting training from iteration {stopped_at + 1}" in rank_log
     _assert_same_weights(output, reference)
 
 

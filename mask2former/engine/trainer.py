@@ -178,12 +178,16 @@ def train_or_evaluate(cfg, args, trainer_cls):
 
 
 def _resume_training(cfg, args):
-    """``--resume``, or a launcher's restart; logs why, or warns before starting over."""
+    """
+    ``--resume``, or a launcher's restart of any worker (all ranks decide alike: a machine that
+    replaces a lost one starts its workers as a first attempt); logs why, or warns before
+    starting over.
+    """
     logger = logging.getLogger("detectron2.trainer")
     restart = launcher_restart()
-    if restart is not None and not args.resume:
-        logger.info(f"{restart}: resuming from the last checkpoint in {cfg.OUTPUT_DIR}, as with "
-                    "--resume.")
+    if not args.resume and any(comm.all_gather(restart is not None)):
+        logger.info(f"{restart or 'The launcher restarted the job (other workers)'}: resuming "
+                    f"from the last checkpoint in {cfg.OUTPUT_DIR}, as with --resume.")
         return True
     last = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
     if not args.resume and comm.is_main_process() and os.path.isfile(last):
