@@ -22,7 +22,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mask2former.evaluation import InstanceSegEvaluator
-from mask2former.evaluation.fast_cocoeval import fast_cocoeval
+from mask2former.evaluation.fast_cocoeval import cocoeval_for, fast_cocoeval
 
 DETECTIONS_PER_IMAGE = 100
 
@@ -141,3 +141,17 @@ def test_instance_evaluator_reports_the_same_results_and_names_the_implementatio
     for task in ("bbox", "segm"):
         assert results[True][task]["AP"] > 5
         assert results[True][task] == pytest.approx(results[False][task], abs=1e-4, nan_ok=True)
+
+
+@pytest.mark.parametrize("image_id, fast", [(7, True), ("ADE_val_00000001", False)])
+def test_datasets_whose_image_ids_are_not_integers_are_evaluated_by_pycocotools(image_id, fast):
+    ground_truth = COCO()
+    ground_truth.dataset = {"images": [{"id": image_id, "height": 4, "width": 4}],
+                            "annotations": [], "categories": [{"id": 1, "name": "thing"}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth.createIndex()
+    cocoeval_class, name = cocoeval_for(ground_truth)
+    assert (cocoeval_class is fast_cocoeval()[0]) == fast
+    assert (cocoeval_class is COCOeval) == (not fast)
+    assert fast or "needs integer image ids, not e.g. 'ADE_val_00000001'" in name
+    assert cocoeval_for(ground_truth, use_fast_impl=False)[0] is COCOeval

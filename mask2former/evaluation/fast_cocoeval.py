@@ -13,7 +13,10 @@ Detectron2 was built with its C++ ops: without them, every evaluation ran in pur
 2. Detectron2's ``COCOeval_opt``, where Detectron2's ops are compiled;
 3. pycocotools' ``COCOeval`` (the log names the fallback and how to leave it).
 
-:func:`detectron2_cocoeval` makes ``COCOEvaluator`` run the chosen class.
+Both fast implementations index images by number: a dataset with other image ids (ADE20K's
+are file names such as "ADE_val_00000001") is evaluated by pycocotools
+(:func:`cocoeval_for`). :func:`detectron2_cocoeval` makes ``COCOEvaluator`` run the chosen
+class.
 """
 import contextlib
 import functools
@@ -23,7 +26,7 @@ import logging
 from detectron2.evaluation import coco_evaluation
 from pycocotools.cocoeval import COCOeval
 
-__all__ = ["fast_cocoeval", "detectron2_cocoeval"]
+__all__ = ["fast_cocoeval", "cocoeval_for", "detectron2_cocoeval"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,22 @@ def fast_cocoeval():
         return _DETECTRON2_COCOEVAL_OPT, "Detectron2's compiled COCOeval_opt"
     return COCOeval, ("pycocotools' COCOeval, pure Python (slow on large datasets: "
                       "pip install faster-coco-eval)")
+
+
+def cocoeval_for(coco_gt, use_fast_impl=True):
+    """
+    The COCOeval class (and its description) for the ground truth ``coco_gt`` (a pycocotools
+    ``COCO``): :func:`fast_cocoeval` when ``use_fast_impl`` and every image id is an integer,
+    else pycocotools' ``COCOeval``.
+    """
+    if not use_fast_impl:
+        return COCOeval, "pycocotools' COCOeval"
+    cocoeval_class, name = fast_cocoeval()
+    other_ids = [i for i in coco_gt.getImgIds() if not isinstance(i, int)]
+    if cocoeval_class is not COCOeval and other_ids:
+        return COCOeval, (f"pycocotools' COCOeval ({name} needs integer image ids, not e.g. "
+                          f"{other_ids[0]!r})")
+    return cocoeval_class, name
 
 
 def _faster_cocoeval_class(cocoeval_faster):

@@ -3,9 +3,8 @@ import torch
 
 from detectron2.data.catalog import Metadata
 from detectron2.evaluation import COCOEvaluator
-from pycocotools.cocoeval import COCOeval
 
-from .fast_cocoeval import detectron2_cocoeval, fast_cocoeval
+from .fast_cocoeval import cocoeval_for, detectron2_cocoeval
 
 
 class InstanceSegEvaluator(COCOEvaluator):
@@ -19,8 +18,9 @@ class InstanceSegEvaluator(COCOEvaluator):
     for instance-only datasets (thing ids 0..T-1) this changes nothing.
 
     AP is computed by the fastest COCOeval available (``use_fast_impl=True``, the default:
-    faster-coco-eval, else Detectron2's compiled one; see ``fast_cocoeval.py``), which gives
-    pycocotools' numbers, or by pycocotools' own (``use_fast_impl=False``); the log names it.
+    faster-coco-eval, else Detectron2's compiled one, for datasets with integer image ids; see
+    ``fast_cocoeval.py``), which gives pycocotools' numbers, or by pycocotools' own
+    (``use_fast_impl=False``); the log names it.
     Everything else is COCOEvaluator's.
     """
 
@@ -38,12 +38,11 @@ class InstanceSegEvaluator(COCOEvaluator):
             thing_classes=[meta.thing_classes[c] for c in thing_contiguous],
         )
         self._metadata = Metadata(**fields)
-        self._cocoeval, self._cocoeval_name = (
-            fast_cocoeval() if self._use_fast_impl else (COCOeval, "pycocotools' COCOeval"))
 
     def _eval_predictions(self, predictions, img_ids=None):
-        self._logger.info(f"COCO AP computed by {self._cocoeval_name}.")
-        with detectron2_cocoeval(self._cocoeval):
+        cocoeval, name = cocoeval_for(self._coco_api, self._use_fast_impl)
+        self._logger.info(f"COCO AP computed by {name}.")
+        with detectron2_cocoeval(cocoeval):
             super()._eval_predictions(predictions, img_ids)
 
     def process(self, inputs, outputs):
