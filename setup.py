@@ -84,6 +84,7 @@ setup(
         "fvcore>=0.1.5,<0.1.6",
         "iopath>=0.1.7,<0.1.10",
         "pycocotools>=2.0.2",
+        "faster-coco-eval>=1.8",  # COCO AP in C++, pycocotools' numbers (evaluation/fast_cocoeval.py)
         "opencv-python-headless",
         "panopticapi-lite",
         "cityscapesscripts",

@@ -8,7 +8,10 @@ Train and evaluate Mask2Former with Detectron2:
     python train_net.py --config-file X.yaml --num-gpus 8 --resume
 
 On a machine without GPUs, --num-gpus N starts N CPU worker processes (PyTorch's Gloo backend);
---num-machines / --machine-rank / --dist-url work as in Detectron2 on GPUs and CPUs.
+--num-machines / --machine-rank / --dist-url work as in Detectron2 on GPUs and CPUs. Under
+torchrun or SLURM's srun, which start the processes, leave them out (README, "Clusters"):
+
+    torchrun --nproc-per-node 8 train_net.py --config-file X.yaml --resume
 
 Datasets are read from $DETECTRON2_DATASETS (see datasets/README.md).
 """

@@ -53,6 +53,12 @@ def add_maskformer2_config(cfg):
     cfg.SOLVER.OPTIMIZER = "ADAMW"
     # Learning rate multiplier of the backbone parameters.
     cfg.SOLVER.BACKBONE_MULTIPLIER = 0.1
+    # Also save a checkpoint when this many minutes of training have passed since the last one
+    # (0: only every SOLVER.CHECKPOINT_PERIOD iterations), so that a lost machine costs at most
+    # that much work. Each timed checkpoint (model_<iteration>.pth) replaces the previous timed
+    # one; the periodic ones stay. Rank 0's clock decides for all workers
+    # (mask2former/engine/preemption.py, which also checkpoints on SIGTERM / SIGUSR1).
+    cfg.SOLVER.CHECKPOINT_PERIOD_MINUTES = 0.0
 
     # ---- Mask2Former head: loss ----
     cfg.MODEL.MASK_FORMER = CN()

@@ -1,6 +1,7 @@
 """
 train_net_video.py: two training iterations with the final evaluation, --eval-only, --resume,
-and two CPU worker processes, on generated videos in the YouTube-VIS layout.
+and two CPU worker processes (--num-gpus 2, or torchrun), on generated videos in the
+YouTube-VIS layout.
 """
 import json
 import os
@@ -77,13 +78,18 @@ def test_two_iterations_then_evaluation(setup):
     assert "Starting training from iteration 2" in log
 
 
-def test_two_cpu_worker_processes(setup, tmp_path):
+@pytest.mark.parametrize("launcher", ["num_gpus", "torchrun"])
+def test_two_cpu_worker_processes(setup, tmp_path, launcher):
+    """Started by Detectron2's launcher (--num-gpus 2), or by torchrun."""
     root, config = setup
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", GLOO_SOCKET_IFNAME="lo",
                OMP_NUM_THREADS="1", DETECTRON2_DATASETS=str(root / "datasets"))
+    start = {"num_gpus": [sys.executable, "train_net_video.py", "--num-gpus", "2",
+                          "--dist-url", "auto"],
+             "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                          "--standalone", "train_net_video.py"]}[launcher]
     proc = subprocess.run(
-        [sys.executable, "train_net_video.py", "--config-file", str(config), "--num-gpus", "2",
-         "--dist-url", "auto", "OUTPUT_DIR", str(tmp_path)],
+        [*start, "--config-file", str(config), "OUTPUT_DIR", str(tmp_path)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

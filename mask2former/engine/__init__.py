@@ -1,10 +1,13 @@
 """
 Training machinery beyond Detectron2's: resumable randomness and data order, a
 non-finite-loss guard, launching / training on several processes and machines, on GPUs
-(NCCL) or CPUs (Gloo), the config's process-wide CUDA settings, CPU threads that follow the
-machine's load, and the trainer and entry point that train_net.py and train_net_video.py share.
-Checkpoints (atomic saves, fine-tuning from other classes) are in :mod:`mask2former.checkpoint`.
+(NCCL) or CPUs (Gloo), under torchrun or SLURM, checkpoints on a clock and on the signals of
+a preemption, automatic resume after a launcher's restart, the config's process-wide CUDA
+settings, CPU threads that follow the machine's load, and the trainer and entry point that
+train_net.py and train_net_video.py share. Checkpoints (atomic saves, fine-tuning from other
+classes) are in :mod:`mask2former.checkpoint`.
 """
+from .cluster import LaunchedProcess, launched_process, launcher_restart
 from .config_checks import check_datasets_registered
 from .cpu_distributed import (
     convert_sync_batchnorm_on_cpu,
@@ -13,7 +16,8 @@ from .cpu_distributed import (
 )
 from .cuda_settings import apply_cuda_settings
 from .hooks import NonFiniteLossGuard, ResumableRandomness
-from .launch import launch
+from .launch import launch, run_launched_process
+from .preemption import REQUEUE_EXIT_CODE, TimedAndSignalCheckpointer, TrainingStopped
 from .resumable_loader import ResumableTrainLoader, TrainingStream, build_resumable_train_loader
 from .seeding import derive_seed, seed_global_rngs, seeded_global_rngs, training_seed
 from .threads import AdaptiveThreads, install_adaptive_threads

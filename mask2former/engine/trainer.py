@@ -5,10 +5,11 @@ the command line, the train-or-evaluate step, and the launch on CPUs or GPUs. Ea
 its data loaders and evaluators in a subclass of :class:`MaskFormerTrainer`.
 """
 import logging
+import os
 import weakref
 
 import torch
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup
+from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, hooks
 from detectron2.evaluation import verify_results
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -22,11 +23,13 @@ from mask2former.config import get_maskformer2_cfg
 from mask2former.data.datasets.register_dataset_file import derive_schedule
 from mask2former.solver import build_lr_scheduler, build_optimizer
 
+from .cluster import launched_process, launcher_restart
 from .config_checks import check_datasets_registered
 from .cpu_distributed import convert_sync_batchnorm_on_cpu, ddp_on_cpu_in_default_trainer
 from .cuda_settings import apply_cuda_settings
 from .hooks import NonFiniteLossGuard, ResumableRandomness
-from .launch import launch
+from .launch import launch, run_launched_process
+from .preemption import TimedAndSignalCheckpointer
 from .seeding import training_seed
 from .threads import install_adaptive_threads
 
@@ -43,8 +46,8 @@ __all__ = [
 class MaskFormerTrainer(DefaultTrainer):
     """
     DefaultTrainer with Mask2Former's optimizer and LR schedule, atomic checkpoints that also
-    hold the optimizer state, exactly resumable randomness, a NaN / Inf loss guard, and CPU
-    workers. Subclasses add ``build_evaluator`` and ``build_train_loader`` (and may add
+    hold the optimizer state, checkpoints on a clock and on SIGTERM / SIGUSR1, exactly
+    resumable randomness, a NaN / Inf loss guard, and CPU workers. Subclasses add ``build_evaluator`` and ``build_train_loader`` (and may add
     ``build_test_loader`` and ``test_with_TTA``).
     """
 
@@ -67,17 +70,21 @@ class MaskFormerTrainer(DefaultTrainer):
         """
         Detectron2's hooks with the project's checkpointer (atomic saves that carry the
         class names; MODEL.WEIGHTS of other classes loads all but the class head, see
-        MODEL.MASK_FORMER.CLASS_HEAD_INIT), plus exactly resumable randomness and a NaN / Inf
-        loss guard naming the loss term (mask2former/engine/).
+        MODEL.MASK_FORMER.CLASS_HEAD_INIT), plus exactly resumable randomness, a NaN / Inf loss
+        guard naming the loss term, and checkpoints every SOLVER.CHECKPOINT_PERIOD_MINUTES and
+        on SIGTERM / SIGUSR1, after Detectron2's periodic checkpoint and before its evaluation
+        (mask2former/engine/).
         """
         self.checkpointer = MaskFormerCheckpointer(
             self.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self),
             class_names=training_class_names(self.cfg),
             class_head_init=build_class_head_init(self.cfg),
         )
-        return [ResumableRandomness(training_seed(self.cfg)), NonFiniteLossGuard()] + (
-            super().build_hooks()
-        )
+        ret = super().build_hooks()
+        evaluation = next(i for i, h in enumerate(ret) if isinstance(h, hooks.EvalHook))
+        ret.insert(evaluation, TimedAndSignalCheckpointer(
+            self.cfg.SOLVER.CHECKPOINT_PERIOD_MINUTES, self.cfg.SOLVER.CHECKPOINT_PERIOD))
+        return [ResumableRandomness(training_seed(self.cfg)), NonFiniteLossGuard()] + ret
 
     def state_dict(self):
         """
@@ -164,7 +171,9 @@ def train_or_evaluate(cfg, args, trainer_cls):
     """
     ``--eval-only``: load MODEL.WEIGHTS (or, with ``--resume``, the last checkpoint) into the
     model, which must fit it exactly, and evaluate on DATASETS.TEST (with TEST.AUG also with
-    test-time augmentation). Otherwise train with ``trainer_cls``, resuming with ``--resume``.
+    test-time augmentation). Otherwise train with ``trainer_cls``, resuming with ``--resume``,
+    or without it when torchrun or SLURM restarted the job (a lost worker or machine, a
+    preemption): the restarted job continues from the last checkpoint instead of starting over.
 
     Returns:
         the evaluation results (dict), or those of the trainer's final evaluation.
@@ -182,7 +191,7 @@ def train_or_evaluate(cfg, args, trainer_cls):
         return res
 
     trainer = trainer_cls(cfg)
-    trainer.resume_or_load(resume=args.resume)
+    trainer.resume_or_load(resume=_resume_training(cfg, args))
     return trainer.train()
 
 
@@ -194,16 +203,43 @@ def argument_parser():
     return parser
 
 
+def _resume_training(cfg, args):
+    """
+    ``--resume``, or a launcher's restart of any worker (all ranks decide alike: a machine that
+    replaces a lost one starts its workers as a first attempt); logs why, or warns before
+    starting over.
+    """
+    logger = logging.getLogger("detectron2.trainer")
+    restart = launcher_restart()
+    if not args.resume and any(comm.all_gather(restart is not None)):
+        logger.info(f"{restart or 'The launcher restarted the job (other workers)'}: resuming "
+                    f"from the last checkpoint in {cfg.OUTPUT_DIR}, as with --resume.")
+        return True
+    last = os.path.join(cfg.OUTPUT_DIR, "last_checkpoint")
+    if not args.resume and comm.is_main_process() and os.path.isfile(last):
+        with open(last) as f:
+            logger.warning(
+                f"{cfg.OUTPUT_DIR} holds the checkpoint {f.read().strip()} of an earlier run, and "
+                "--resume was not given: training starts from MODEL.WEIGHTS and its checkpoints "
+                "replace that run's. Stop now and add --resume to continue that run instead."
+            )
+    return args.resume
+
+
 def launch_from_command_line(main, argv=None):
     """
     Parse Detectron2's command line (``--config-file``, ``--eval-only``, ``--resume``,
     ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``, ``KEY VALUE``
     options) and ``--dataset FILE`` (a dataset file: DATASETS.FILE), and run ``main(args)`` in
     every process (see :func:`~.launch.launch`); ``main`` must be a module-level function when
-    several processes run.
+    several processes run. Under torchrun or srun, which start the processes themselves, run
+    ``main`` in this one (see ``cluster.py``).
     """
     args = argument_parser().parse_args(argv)
     print("Command Line Args:", args)
+    process = launched_process(args.num_gpus, args.num_machines)
+    if process is not None:
+        return run_launched_process(main, process, args=(args,))
     return launch(
         main,
         args.num_gpus,

@@ -4,6 +4,8 @@ import torch
 from detectron2.data.catalog import Metadata
 from detectron2.evaluation import COCOEvaluator
 
+from .fast_cocoeval import cocoeval_for, detectron2_cocoeval
+
 
 class InstanceSegEvaluator(COCOEvaluator):
     """
@@ -13,8 +15,13 @@ class InstanceSegEvaluator(COCOEvaluator):
 
     Predicted classes are re-numbered to their rank among the thing classes (predictions of
     stuff classes are dropped), and the evaluator's metadata maps dataset ids to those ranks;
-    for instance-only datasets (thing ids 0..T-1) this changes nothing. Everything else,
-    including pycocotools' COCOeval when Detectron2 has no compiled ops, is COCOEvaluator's.
+    for instance-only datasets (thing ids 0..T-1) this changes nothing.
+
+    AP is computed by the fastest COCOeval available (``use_fast_impl=True``, the default:
+    faster-coco-eval, else Detectron2's compiled one, for datasets with integer image ids; see
+    ``fast_cocoeval.py``), which gives pycocotools' numbers, or by pycocotools' own
+    (``use_fast_impl=False``); the log names it.
+    Everything else is COCOEvaluator's.
     """
 
     def __init__(self, dataset_name, *args, **kwargs):
@@ -31,6 +38,12 @@ class InstanceSegEvaluator(COCOEvaluator):
             thing_classes=[meta.thing_classes[c] for c in thing_contiguous],
         )
         self._metadata = Metadata(**fields)
+
+    def _eval_predictions(self, predictions, img_ids=None):
+        cocoeval, name = cocoeval_for(self._coco_api, self._use_fast_impl)
+        self._logger.info(f"COCO AP computed by {name}.")
+        with detectron2_cocoeval(cocoeval):
+            super()._eval_predictions(predictions, img_ids)
 
     def process(self, inputs, outputs):
         remapped = []
