@@ -29,6 +29,7 @@ from predictor import (
     compute_only_drawn_task,
     enabled_tasks,
     fit_for_drawing,
+    read_frames,
     segments,
 )
 
@@ -299,15 +300,7 @@ class SegmentationJobs:
 
         tracker = VideoVisualizer(self.video_predictor, window=self.window, overlap=self.overlap,
                                   confidence_threshold=confidence_threshold)
-        return tracker.run(_frames(video))
-
-
-def _frames(video):
-    while True:
-        ok, frame = video.read()
-        if not ok:
-            return
-        yield frame
+        return tracker.run(read_frames(video))
 
 
 def example_inputs(folder, seed=0, size=128, clip_frames=24):

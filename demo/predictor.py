@@ -142,6 +142,15 @@ def available_tasks(predictions):
     return [task for task in TASKS if any(key in predictions for key in _TASK_KEYS[task])]
 
 
+def read_frames(video):
+    """The (H, W, 3) uint8 BGR frames of an opened ``cv2.VideoCapture``, until it ends."""
+    while video.isOpened():
+        ok, frame = video.read()
+        if not ok:
+            return
+        yield frame
+
+
 class MaskFormerPredictor(DefaultPredictor):
     """
     Detectron2's ``DefaultPredictor`` (BGR image in, the model's output dict out, test-time
@@ -273,9 +282,6 @@ class VisualizationDemo:
         Yields:
             (H, W, 3) uint8 BGR frames with the predictions drawn.
         """
-        while video.isOpened():
-            ok, frame = video.read()
-            if not ok:
-                break
+        for frame in read_frames(video):
             _, vis = self.run_on_image(frame)
             yield cv2.cvtColor(vis.get_image(), cv2.COLOR_RGB2BGR)

@@ -7,6 +7,11 @@ module; it must never reach beyond 127.0.0.1, nor write outside its output folde
 The quick model is barely trained: it finds panoptic segments only with the panoptic
 thresholds at 0, and instances only under a low confidence threshold. Server and demo.py run
 with a fixed thread count (threads that follow the machine's load round floats differently).
+MASK2FORMER_APP_MODEL=output/main_job runs the tests on that folder's model (config.yaml,
+model_final.pth) instead, e.g. for the README's screenshot:
+
+    MASK2FORMER_APP_MODEL=output/main_job MASK2FORMER_APP_SCREENSHOT=docs/app_screenshot.png \
+        .venv/bin/python -m pytest tests/test_app.py -k image_as_demo
 """
 import json
 import os
@@ -29,9 +34,15 @@ MAX_MEGAPIXELS, MAX_FILE_MB = 1, 2
 FIXED_THREADS = {"MASK2FORMER_ADAPTIVE_THREADS": "0"}
 # Set to a path to keep the screenshot the browser test takes (README: docs/app_screenshot.png).
 SCREENSHOT_ENV = "MASK2FORMER_APP_SCREENSHOT"
+MODEL_ENV = "MASK2FORMER_APP_MODEL"
 
 
 def _model_args(quick_run):
+    """(--config-file args, --opts) of the served model."""
+    if os.environ.get(MODEL_ENV):
+        folder = REPO_ROOT / os.environ[MODEL_ENV]
+        return ["--config-file", folder / "config.yaml"], ["MODEL.WEIGHTS",
+                                                           folder / "model_final.pth"]
     output = quick_run[0]
     return ["--config-file", output / "config.yaml"], \
         ["MODEL.WEIGHTS", output / "model_final.pth", *THRESHOLDS]
@@ -190,6 +201,11 @@ def test_page_names_a_file_that_is_not_an_image_and_takes_the_next(page, quick_r
                          str(quick_run[1] / "shapes_val" / "000002.jpg"))
     page.wait_for_function(
         "() => (document.querySelector('#overlay img') || {}).src?.includes('000002_overlay')")
+    # An example is one click away.
+    page.get_by_role("tab", name="Image").click()
+    page.locator("button:has(img[src*='shapes_2.jpg'])").first.click()
+    page.wait_for_function(
+        "() => (document.querySelector('#overlay img') || {}).src?.includes('shapes_2_overlay')")
     assert page.external == []
 
 
@@ -283,6 +299,7 @@ def test_api_reads_odd_files_names_bad_ones_and_keeps_serving(served, image, tmp
 
     assert segment(image)[0].endswith("000001_overlay.png")
     assert server.alive()
+    assert not list((REPO_ROOT / "demo").glob("*.pyi"))  # Gradio writes stubs of subclasses
     # Uploads, results and temporary files are in the output folder only.
     assert list(system_tmp.iterdir()) == []
     results = list((output / "jobs").glob("*/000001_sem_seg.png"))
