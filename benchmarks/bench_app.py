@@ -3,9 +3,10 @@ The web app (demo/app.py) against demo.py, in one run:
 
 1. Time from upload to result on a 512 x 512 photo (the 24-megapixel one below, scaled down):
    the app through its HTTP API (gradio_client: upload, queue, reading, prediction, drawing, the
-   result files written and downloaded) against demo.py's own functions on the same photo in this process (reading, prediction, drawing, the
-   same files written: ``process_images(..., save_predictions=True)``). The two alternate for
-   ``--rounds`` rounds after warm-ups, both with ``--threads`` fixed threads
+   result files written and downloaded) against demo.py's own functions on the same photo in a
+   process of their own (reading, prediction, drawing, the same files written:
+   ``process_images(..., save_predictions=True)``, timed inside that process). The two alternate
+   for ``--rounds`` rounds after warm-ups (in ABBA order), both with ``--threads`` fixed threads
    (MASK2FORMER_ADAPTIVE_THREADS=0), so they see the same machine load; medians are reported.
 2. The app server's peak memory (VmHWM) after a 24-megapixel upload (6000 x 4000 JPEG stored
    sideways with EXIF orientation, bench_large_image.py's photo), and demo.py's on the same
@@ -94,6 +95,50 @@ def demo_process_memory(config, weights, photo, output, threads):
     return int(rss.group(1)) / 2**20, seconds
 
 
+def demo_worker(config, weights, photo, output):
+    """
+    demo.py's functions in this process: build the demo, then for each line read from stdin
+    draw ``photo`` and write its files into ``output``, and print the seconds it took.
+    """
+    from detectron2.utils.logger import setup_logger
+
+    import demo as demo_py
+
+    logger = setup_logger(name="bench_app")
+    demo_args = demo_py.get_parser().parse_args(
+        ["--config-file", config, "--task", "panoptic", "--opts", "MODEL.WEIGHTS", weights,
+         "MODEL.DEVICE", "cpu"])
+    demo = demo_py.VisualizationDemo(demo_py.setup_cfg(demo_args), 0.5, "panoptic")
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        start = time.perf_counter()
+        demo_py.process_images(demo, [photo], output, logger, save_predictions=True)
+        print(f"seconds {time.perf_counter() - start}", flush=True)
+
+
+def start_demo_worker(config, weights, photo, output, threads):
+    """:func:`demo_worker` in a process of its own; returns (process, run: () -> seconds)."""
+    env = dict(os.environ, MASK2FORMER_ADAPTIVE_THREADS="0", OMP_NUM_THREADS=str(threads))
+    worker = subprocess.Popen(
+        [sys.executable, __file__, "--demo-worker", config, weights, photo, output],
+        cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True)
+    def reply(prefix):
+        for line in worker.stdout:  # the demo logs to stdout too
+            if line.startswith(prefix):
+                return line[len(prefix):]
+        raise SystemExit("the demo worker stopped")
+
+    reply("ready")
+
+    def run():
+        worker.stdin.write("\n")
+        worker.stdin.flush()
+        return float(reply("seconds "))
+
+    return worker, run
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", default=R50_PANOPTIC, help="model config")
@@ -101,15 +146,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds of each path")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both paths")
     parser.add_argument("--size", type=int, default=512, help="side of the timed photo")
+    parser.add_argument("--demo-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["MASK2FORMER_ADAPTIVE_THREADS"] = "0"
-    import torch
-    from detectron2.utils.logger import setup_logger
+    if args.demo_worker:
+        demo_worker(*args.demo_worker)
+        return
     from gradio_client import Client, handle_file
 
-    import demo as demo_py
-
-    torch.set_num_threads(args.threads)
     workdir = tempfile.mkdtemp(prefix="m2f_bench_app_")
     config = str(REPO_ROOT / args.config_file)
     weights = args.weights or os.path.join(workdir, "random_weights.pth")
@@ -122,29 +165,24 @@ def main():
         ImageOps.exif_transpose(image).resize((args.size, args.size), Image.LANCZOS).save(
             photo, quality=92)
 
-    logger = setup_logger(name="bench_app")
-    demo_args = demo_py.get_parser().parse_args(
-        ["--config-file", config, "--task", "panoptic", "--opts", "MODEL.WEIGHTS", weights,
-         "MODEL.DEVICE", "cpu"])
-    demo = demo_py.VisualizationDemo(demo_py.setup_cfg(demo_args), 0.5, "panoptic")
+    worker, run_demo = start_demo_worker(config, weights, photo,
+                                         os.path.join(workdir, "demo") + os.sep, args.threads)
     server, url = start_app(config, weights, os.path.join(workdir, "app"), args.threads)
     try:
         client = Client(url, verbose=False, download_files=os.path.join(workdir, "client"))
 
-        def run_demo():
-            demo_py.process_images(demo, [photo], os.path.join(workdir, "demo") + os.sep,
-                                   logger, save_predictions=True)
-
         def run_app():
+            start = time.perf_counter()
             client.predict(handle_file(photo), "panoptic", 0.5, api_name="/segment_image")
+            return time.perf_counter() - start
 
         times = {"demo.py": [], "app": []}
+        paths = [("demo.py", run_demo), ("app", run_app)]
         for round_index in range(args.rounds + 2):  # two warm-up rounds
-            for name, run in (("demo.py", run_demo), ("app", run_app)):
-                start = time.perf_counter()
-                run()
+            for name, run in paths if round_index % 2 else paths[::-1]:  # ABBA order
+                seconds = run()
                 if round_index >= 2:
-                    times[name].append(time.perf_counter() - start)
+                    times[name].append(seconds)
         medians = {name: statistics.median(t) for name, t in times.items()}
         print(f"model {args.config_file} ({'random weights' if not args.weights else weights}), "
               f"{args.size} x {args.size} photo, {args.threads} threads, {args.rounds} rounds; "
@@ -153,8 +191,10 @@ def main():
         print("|---|---:|---:|---:|")
         for name, t in times.items():
             print(f"| {name} | {medians[name]:.3f} s | {min(t):.3f} s | {max(t):.3f} s |")
-        print(f"app / demo.py: {medians['app'] / medians['demo.py']:.3f} "
-              f"(overhead {100 * (medians['app'] / medians['demo.py'] - 1):+.1f}%)")
+        ratio = medians["app"] / medians["demo.py"]
+        paired = statistics.median(a / d for a, d in zip(times["app"], times["demo.py"]))
+        print(f"app / demo.py: {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%); median of the "
+              f"rounds' ratios {paired:.3f}")
 
         before = peak_rss_gib(server.pid)
         start = time.perf_counter()
@@ -163,6 +203,8 @@ def main():
         print(f"24-megapixel upload: app server peak RSS {peak_rss_gib(server.pid):.2f} GiB "
               f"(before it {before:.2f} GiB), {seconds:.1f} s from upload to result")
     finally:
+        worker.stdin.close()
+        worker.wait(timeout=60)
         server.terminate()
         server.wait(timeout=30)
     rss, seconds = demo_process_memory(config, weights, large,

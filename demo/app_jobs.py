@@ -49,7 +49,10 @@ _CONVERSIONS = {
 }
 
 
-class UploadError(ValueError):
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm")
+
+
+class UploadError(Exception):
     """An upload the app cannot segment; the message says why and what to do, for the user."""
 
 
@@ -178,20 +181,24 @@ class SegmentationJobs:
         """
         name = os.path.basename(path)
         self._check_file_size(path, name)
-        mode = None
-        try:
+        mode = size = None
+        try:  # the header only: a file over the limits is refused before it is decoded
             with Image.open(path) as image:
-                mode = image.mode
-                self._check_pixels(name, *image.size)
+                mode, size = image.mode, image.size
         except Image.DecompressionBombError:
             raise UploadError(f"{name} is over {self.limits.megapixels:g} megapixels, the "
                               "largest image this app takes (--max-megapixels)") from None
         except (OSError, SyntaxError, ValueError):
             pass  # not identified by Pillow: read_image says what is wrong, or reads it
+        if size:
+            self._check_pixels(name, *size)
         try:
             image = read_image(path, format="BGR")
         except ImageReadError as e:
-            raise UploadError(str(e).replace(path, name)) from None
+            extension = os.path.splitext(name)[1].lower()
+            hint = (f" (a {extension} file: segment videos in the Video tab)"
+                    if extension in VIDEO_EXTENSIONS else "")
+            raise UploadError(str(e).replace(path, name) + hint) from None
         self._check_pixels(name, image.shape[1], image.shape[0])
         notes = [_CONVERSIONS[mode]] if mode in _CONVERSIONS else []
         return image, notes

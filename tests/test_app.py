@@ -282,6 +282,8 @@ def test_api_reads_odd_files_names_bad_ones_and_keeps_serving(served, image, tmp
     data = image.read_bytes()
     (tmp_path / "truncated.jpg").write_bytes(data[: len(data) // 2])
     Image.new("L", (1200, 1000)).save(tmp_path / "large.png")
+    large = (tmp_path / "large.png").read_bytes()  # refused from its header, before decoding:
+    (tmp_path / "large.png").write_bytes(large[: len(large) // 2])  # not as a truncated file
     (tmp_path / "huge.jpg").write_bytes(data + bytes(MAX_FILE_MB * 2**20))
     refusals = {
         "truncated.jpg": "Cannot read truncated.jpg: the file is truncated or damaged",
@@ -292,10 +294,12 @@ def test_api_reads_odd_files_names_bad_ones_and_keeps_serving(served, image, tmp
     for name, message in refusals.items():
         with pytest.raises(Exception, match=message.replace("(", r"\(").replace(")", r"\)")):
             segment(tmp_path / name)
+    (tmp_path / "notes.mp4").write_text("not a video\n")
     with pytest.raises(Exception, match="Cannot read notes.mp4: it is not a video"):
-        (tmp_path / "notes.mp4").write_text("not a video\n")
         client.predict(handle_file(str(tmp_path / "notes.mp4")), "panoptic", 0.5,
                        api_name="/segment_video")
+    with pytest.raises(Exception, match=r"\(a .mp4 file: segment videos in the Video tab\)"):
+        segment(tmp_path / "notes.mp4")
 
     assert segment(image)[0].endswith("000001_overlay.png")
     assert server.alive()
