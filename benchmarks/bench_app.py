@@ -6,8 +6,10 @@ The web app (demo/app.py) against demo.py, in one run:
    result files written and downloaded) against demo.py's own functions on the same photo in a
    process of their own (reading, prediction, drawing, the same files written:
    ``process_images(..., save_predictions=True)``, timed inside that process). The two alternate
-   for ``--rounds`` rounds after warm-ups (in ABBA order), both with ``--threads`` fixed threads
+   for ``--rounds`` rounds after warm-ups (in ABCCBA order), both with ``--threads`` fixed threads
    (MASK2FORMER_ADAPTIVE_THREADS=0), so they see the same machine load; medians are reported.
+   demo.py's functions run in their process's main thread, as demo.py runs them, and also in a
+   worker thread, as the app's server runs a job (the two differ: BENCHMARKS.md).
 2. The app server's peak memory (VmHWM) after a 24-megapixel upload (6000 x 4000 JPEG stored
    sideways with EXIF orientation, bench_large_image.py's photo), and demo.py's on the same
    photo in a process of its own (``/usr/bin/time -v``).
@@ -25,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -98,7 +101,8 @@ def demo_process_memory(config, weights, photo, output, threads):
 def demo_worker(config, weights, photo, output):
     """
     demo.py's functions in this process: build the demo, then for each line read from stdin
-    draw ``photo`` and write its files into ``output``, and print the seconds it took.
+    draw ``photo`` and write its files into ``output`` (in this process's main thread, as
+    demo.py does, or with "thread" in a worker thread, as the app does), and print the seconds.
     """
     from detectron2.utils.logger import setup_logger
 
@@ -109,15 +113,26 @@ def demo_worker(config, weights, photo, output):
         ["--config-file", config, "--task", "panoptic", "--opts", "MODEL.WEIGHTS", weights,
          "MODEL.DEVICE", "cpu"])
     demo = demo_py.VisualizationDemo(demo_py.setup_cfg(demo_args), 0.5, "panoptic")
-    print("ready", flush=True)
-    for _ in sys.stdin:
-        start = time.perf_counter()
+    def run():
         demo_py.process_images(demo, [photo], output, logger, save_predictions=True)
+
+    print("ready", flush=True)
+    for line in sys.stdin:
+        start = time.perf_counter()
+        if line.strip() == "thread":  # as the app's server runs a job: in a worker thread
+            worker = threading.Thread(target=run)
+            worker.start()
+            worker.join()
+        else:
+            run()
         print(f"seconds {time.perf_counter() - start}", flush=True)
 
 
 def start_demo_worker(config, weights, photo, output, threads):
-    """:func:`demo_worker` in a process of its own; returns (process, run: () -> seconds)."""
+    """
+    :func:`demo_worker` in a process of its own; returns (process, run), ``run(mode)`` the
+    seconds of one image in the main thread ("main") or in a worker thread ("thread").
+    """
     env = dict(os.environ, MASK2FORMER_ADAPTIVE_THREADS="0", OMP_NUM_THREADS=str(threads))
     worker = subprocess.Popen(
         [sys.executable, __file__, "--demo-worker", config, weights, photo, output],
@@ -131,8 +146,8 @@ def start_demo_worker(config, weights, photo, output, threads):
 
     reply("ready")
 
-    def run():
-        worker.stdin.write("\n")
+    def run(mode):
+        worker.stdin.write(mode + "\n")
         worker.stdin.flush()
         return float(reply("seconds "))
 
@@ -176,10 +191,11 @@ def main():
             client.predict(handle_file(photo), "panoptic", 0.5, api_name="/segment_image")
             return time.perf_counter() - start
 
-        times = {"demo.py": [], "app": []}
-        paths = [("demo.py", run_demo), ("app", run_app)]
+        paths = [("demo.py", lambda: run_demo("main")), ("app", run_app),
+                 ("demo.py in a thread", lambda: run_demo("thread"))]
+        times = {name: [] for name, _ in paths}
         for round_index in range(args.rounds + 2):  # two warm-up rounds
-            for name, run in paths if round_index % 2 else paths[::-1]:  # ABBA order
+            for name, run in paths if round_index % 2 else paths[::-1]:  # ABCCBA order
                 seconds = run()
                 if round_index >= 2:
                     times[name].append(seconds)
@@ -191,10 +207,11 @@ def main():
         print("|---|---:|---:|---:|")
         for name, t in times.items():
             print(f"| {name} | {medians[name]:.3f} s | {min(t):.3f} s | {max(t):.3f} s |")
-        ratio = medians["app"] / medians["demo.py"]
-        paired = statistics.median(a / d for a, d in zip(times["app"], times["demo.py"]))
-        print(f"app / demo.py: {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%); median of the "
-              f"rounds' ratios {paired:.3f}")
+        for reference in ("demo.py", "demo.py in a thread"):
+            ratio = medians["app"] / medians[reference]
+            paired = statistics.median(a / d for a, d in zip(times["app"], times[reference]))
+            print(f"app / {reference}: {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%); median "
+                  f"of the rounds' ratios {paired:.3f}")
 
         before = peak_rss_gib(server.pid)
         start = time.perf_counter()
