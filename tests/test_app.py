@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -39,7 +40,7 @@ MODEL_ENV = "MASK2FORMER_APP_MODEL"
 def _model_args(quick_run):
     """(--config-file args, --opts) of the served model."""
     if os.environ.get(MODEL_ENV):
-        folder = REPO_ROOT / os.environ[MODEL_ENV]
+        folder = Path(os.environ[MODEL_ENV])  # relative to the repository, where both run
         return ["--config-file", folder / "config.yaml"], ["MODEL.WEIGHTS",
                                                            folder / "model_final.pth"]
     output = quick_run[0]
