@@ -102,12 +102,17 @@ setup(
     ],
     # test: transformers + safetensors serve tests/test_convert_hf.py, which builds a transformers
     # Mask2Former (tools/convert-hf-to-d2.py itself needs only safetensors, for .safetensors);
-    # nbclient + ipykernel execute notebooks/getting_started.ipynb (tests/test_notebook.py).
+    # nbclient + ipykernel execute notebooks/getting_started.ipynb (tests/test_notebook.py);
+    # playwright drives the system's Chromium in the web app's browser tests (tests/test_app.py).
     extras_require={
-        "test": ["pytest", "hypothesis", "transformers", "safetensors", "nbclient", "ipykernel"],
+        "test": ["pytest", "hypothesis", "transformers", "safetensors", "nbclient", "ipykernel",
+                 "playwright"],
         # Export (tools/deploy/export_model.py) and ONNX Runtime inference (mask2former.deploy);
         # onnxscript serves the torch.export-based exporter (--onnx-exporter dynamo).
         "deploy": ["onnx>=1.16", "onnxruntime>=1.17", "onnxscript>=0.2"],
+        # The web app (demo/app.py): Gradio and its HTTP client, and PyAV to write H.264 videos
+        # that browsers play (OpenCV's wheels carry no H.264 encoder).
+        "app": ["gradio>=5,<7", "gradio_client", "av>=12"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

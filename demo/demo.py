@@ -20,7 +20,8 @@ import tqdm
 from detectron2.utils.logger import setup_logger
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from predictor import TASKS, VisualizationDemo  # noqa: E402
+from prediction_files import write_prediction_files  # noqa: E402
+from predictor import TASKS, VisualizationDemo, compute_only_drawn_task  # noqa: E402
 
 from mask2former.config import get_maskformer2_cfg  # noqa: E402
 from mask2former.data.image_io import ImageReadError, read_image  # noqa: E402
@@ -36,24 +37,6 @@ def setup_cfg(args):
     cfg.freeze()
     apply_cuda_settings(cfg)
     return cfg
-
-
-def compute_only_drawn_task(cfg, task):
-    """
-    The demo draws one task: let the model compute only that one, and a semantic map as
-    labels (MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT), so that a large photo needs memory for
-    one map, not for the (K, H, W) scores or the (N, H, W) instance masks it would not draw.
-    ``task`` "auto": the first of ``TASKS`` that the config enables. A task the config does not
-    enable leaves the config as it is (the predictor then says how to enable it).
-    """
-    test = cfg.MODEL.MASK_FORMER.TEST
-    enabled = [t for t in TASKS if test.get(f"{t.upper()}_ON")]
-    drawn = enabled[0] if task == "auto" and enabled else task
-    if drawn not in enabled:
-        return
-    for t in TASKS:
-        test[f"{t.upper()}_ON"] = t == drawn
-    test.SEMANTIC_OUTPUT = "labels"
 
 
 def get_parser():
@@ -81,6 +64,13 @@ def get_parser():
         help="which predictions to draw; auto: panoptic, else instance, else semantic",
     )
     parser.add_argument(
+        "--save-predictions",
+        action="store_true",
+        help="also write each image's predictions to --output (a folder) in the evaluators' "
+        "formats: <name>_panoptic.png and .json, <name>_instances.json (COCO RLE), "
+        "<name>_sem_seg.png (class ids)",
+    )
+    parser.add_argument(
         "--opts", default=[], nargs=argparse.REMAINDER, help="config options as KEY VALUE pairs"
     )
     return parser
@@ -105,9 +95,12 @@ def show(image_bgr, wait_ms):
         raise SystemExit(f"Cannot open a window to show the output ({e}); pass --output DIR") from e
 
 
-def process_images(demo, paths, output, logger):
-    """Draw each image's predictions; unreadable files are reported, skipped and returned."""
-    to_dir = output and _is_dir(output, len(paths) > 1)
+def process_images(demo, paths, output, logger, save_predictions=False):
+    """
+    Draw each image's predictions (and with ``save_predictions`` write them to the ``output``
+    folder: prediction_files.py); unreadable files are reported, skipped and returned.
+    """
+    to_dir = output and _is_dir(output, len(paths) > 1 or save_predictions)
     if to_dir:
         os.makedirs(output, exist_ok=True)
     failed = []
@@ -122,6 +115,10 @@ def process_images(demo, paths, output, logger):
         predictions, vis = demo.run_on_image(image)
         logger.info(f"{path}: {_describe(predictions)} in {time.time() - start:.2f}s")
         drawn = vis.get_image()[:, :, ::-1]
+        if save_predictions:
+            stem = os.path.splitext(os.path.basename(path))[0]
+            write_prediction_files(output, predictions, demo.task_for(predictions),
+                                   demo.metadata, stem, demo.confidence_threshold)
         if output:
             cv2.imwrite(os.path.join(output, os.path.basename(path)) if to_dir else output, drawn)
         elif show(drawn, 0) == 27:
@@ -189,6 +186,9 @@ def main(argv=None):
     logger.info("Arguments: " + str(args))
     if not (args.input or args.video_input or args.webcam):
         raise SystemExit("Nothing to do: give --input, --video-input or --webcam")
+    if args.save_predictions and not (args.input and args.output):
+        raise SystemExit("--save-predictions writes the predictions of --input images to the "
+                         "--output folder: give both")
     if args.video_input and not args.webcam:
         open_video(args.video_input).release()  # fail before building the model
     demo = VisualizationDemo(setup_cfg(args), args.confidence_threshold, args.task)
@@ -200,7 +200,7 @@ def main(argv=None):
         paths = expand_inputs(args.input)
         if args.output and len(paths) > 1 and os.path.isfile(args.output):
             raise SystemExit(f"--output {args.output} is a file; give a directory for many inputs")
-        failed = process_images(demo, paths, args.output, logger)
+        failed = process_images(demo, paths, args.output, logger, args.save_predictions)
     if args.video_input:
         process_video(demo, args.video_input, args.output)
     if args.webcam:

@@ -269,3 +269,20 @@ def test_torchscript_export_runs_like_onnx(exported_quick_model, quick_run, tmp_
         image.transpose(2, 0, 1)[::-1])
     for a, b in zip(onnx_logits, torchscript_logits):
         assert np.abs(a - b).max() <= 1e-4
+
+
+def test_web_app_serves_every_task_of_an_exported_model_from_one_session(exported_quick_model,
+                                                                        quick_run, tmp_path):
+    """The web app's jobs (demo/app_jobs.py) on the ONNX model: one ONNX Runtime session."""
+    export_dir, _, _ = exported_quick_model
+    sys.path.insert(0, str(REPO_ROOT / "demo"))
+    from app_jobs import SegmentationJobs
+
+    cfg = get_maskformer2_cfg(str(export_dir / "config.yaml"),
+                              ["MODEL.WEIGHTS", str(export_dir / "model.onnx")])
+    jobs = SegmentationJobs(cfg, tmp_path)
+    image = str(quick_run[1] / "shapes_val" / "000001.jpg")
+    results = [jobs.segment_image(image, task, 0.0) for task in jobs.tasks]
+    assert [r.task for r in results] == ["panoptic", "instance", "semantic"]
+    assert all(os.path.isfile(path) for r in results for path in r.files)
+    assert len({id(jobs._predictor(task).model.runner) for task in jobs.tasks}) == 1

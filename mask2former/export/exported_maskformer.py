@@ -65,15 +65,17 @@ class ExportedMaskFormer:
         metadata: the config's dataset metadata (class names and colors for drawing).
     """
 
-    def __init__(self, cfg, path=None, num_threads=None):
+    def __init__(self, cfg, path=None, num_threads=None, runner=None):
         """
         Args:
             cfg: the config of the exported model.
             path: the exported model file; default ``cfg.MODEL.WEIGHTS``.
             num_threads: ONNX Runtime intra-op threads (None: one per core).
+            runner: an :class:`ExportedMask2Former` of that file already loaded, to share
+                (e.g. by models of the same file with other inference settings).
         """
         path = path or cfg.MODEL.WEIGHTS
-        self.runner = ExportedMask2Former(path, num_threads=num_threads)
+        self.runner = runner or ExportedMask2Former(path, num_threads=num_threads)
         _check_config_matches(cfg, self.runner.info, path)
         self.settings, self.metadata = inference_settings_from_config(cfg)
 

@@ -1,0 +1,105 @@
+"""
+The web app's jobs without the web page (demo/app_jobs.py) where the page tests do not reach:
+a video model tracks the objects of an uploaded video as the video demo does, the tasks of
+one model share its weights, and the app finds the main job's model when none is given.
+"""
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from detectron2.modeling import build_model
+
+import mask2former_video  # noqa: F401  registers the video model
+from mask2former_video.data_video.datasets.generated_shapes_video import render_shapes_video
+from video_helpers import small_video_config
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "demo"))
+sys.path.insert(0, str(REPO / "demo_video"))
+import app  # noqa: E402
+from app_jobs import SegmentationJobs, UploadError  # noqa: E402
+from video_predictor import VideoPredictor, VideoVisualizer  # noqa: E402
+
+
+def _decoded(path):
+    video, frames = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, frame = video.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def test_video_model_tracks_an_uploaded_video_as_the_video_demo_does(tmp_path):
+    cfg = small_video_config(num_classes=3, num_queries=6, dec_layers=2)
+    cfg.DATASETS.TEST = ("shapes_video_val",)
+    cfg.INPUT.MIN_SIZE_TEST = 64
+    torch.manual_seed(0)
+    cfg.MODEL.WEIGHTS = str(tmp_path / "model.pth")
+    torch.save({"model": build_model(cfg).state_dict()}, cfg.MODEL.WEIGHTS)
+    frames, _ = render_shapes_video(np.random.default_rng(3), 64, 9)
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 8, (64, 64))
+    for frame in frames:
+        writer.write(frame[:, :, ::-1])
+    writer.release()
+
+    jobs = SegmentationJobs(cfg, tmp_path / "out", window=4, overlap=2)
+    assert jobs.is_video_model
+    with pytest.raises(UploadError, match="This is a video model"):
+        jobs.segment_image(str(REPO / "demo" / "app.py"), "instance", 0.5)
+    progress = []
+    path, count = jobs.segment_video(str(clip), None, 0.0, lambda *p: progress.append(p))
+    assert count == len(frames) and progress[-1] == (9, 9)
+    assert (tmp_path / "out" / "jobs") in Path(path).parents
+
+    frozen = cfg.clone()
+    frozen.freeze()
+    tracker = VideoVisualizer(VideoPredictor(frozen), window=4, overlap=2,
+                              confidence_threshold=0.0)
+    expected = np.stack(list(tracker.run(_decoded(clip)))).astype(int)
+    tracker.confidence_threshold = 2.0  # no track drawn
+    undrawn = np.stack(list(tracker.run(_decoded(clip)))).astype(int)
+    served = np.stack(_decoded(path))
+    assert served.shape == expected.shape == (len(frames), 512, 512, 3)
+    # H.264 loses a little of the drawn frames; without the tracks they differ far more.
+    error, error_undrawn = np.abs(served - expected).mean(), np.abs(served - undrawn).mean()
+    assert error < 8 and error < error_undrawn / 3, (error, error_undrawn)
+
+
+def test_tasks_share_the_weights_loaded_once(quick_run, tmp_path):
+    output, data_root, _ = quick_run
+    cfg, _ = app.load_config(str(output / "config.yaml"),
+                             ["MODEL.WEIGHTS", str(output / "model_final.pth")])
+    jobs = SegmentationJobs(cfg, tmp_path)
+    image = str(data_root / "shapes_val" / "000001.jpg")
+    results = {task: jobs.segment_image(image, task, 0.5) for task in jobs.tasks}
+    assert sorted(results) == ["instance", "panoptic", "semantic"]
+    weights = [dict(jobs._predictor(task).model.named_parameters()) for task in jobs.tasks]
+    for name, parameter in weights[0].items():
+        assert all(w[name].data_ptr() == parameter.data_ptr() for w in weights[1:]), name
+
+
+def test_app_serves_the_main_job_model_when_none_is_given(quick_run, tmp_path, monkeypatch):
+    output, _, _ = quick_run
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="No model given: .*python tools/main_job.py"):
+        app.load_config(None, [])
+    shapes = str(REPO / "configs" / "shapes" / "maskformer2_R18_shapes.yaml")
+    with pytest.raises(SystemExit, match="names no weights: add --opts MODEL.WEIGHTS"):
+        app.load_config(shapes, [])
+
+    main_job = tmp_path / "output" / "main_job"
+    main_job.mkdir(parents=True)
+    shutil.copy(output / "model_final.pth", main_job)
+    cfg, title = app.load_config(None, [])
+    assert cfg.MODEL.WEIGHTS == str(Path("output", "main_job", "model_final.pth"))
+    assert title.endswith("maskformer2_R18_shapes.yaml)")  # no config.yaml: the shapes config
+    shutil.copy(output / "config.yaml", main_job)
+    assert app.load_config(None, [])[1] == \
+        f"model_final.pth ({Path('output', 'main_job', 'config.yaml')})"
+    assert app.load_config(shapes, [])[0].MODEL.WEIGHTS == cfg.MODEL.WEIGHTS
