@@ -100,7 +100,8 @@ class MaskFormer(nn.Module):
             object_mask_threshold, overlap_threshold: panoptic inference thresholds, see
                 :func:`panoptic_inference`.
             metadata: dataset metadata; its ``thing_dataset_id_to_contiguous_id`` tells thing
-                from stuff classes (needed when panoptic_on).
+                from stuff classes (needed when panoptic_on); instances are things only. Without
+                it (semantic datasets) instances may be of any class.
             size_divisibility: pad the batch to a multiple of this; < 0: the backbone's.
             sem_seg_postprocess_before_inference: resize the mask logits to the output size
                 before the semantic inference (always done for panoptic and instance).
@@ -147,9 +148,11 @@ class MaskFormer(nn.Module):
         self.postprocess_at_network_resolution = postprocess_at_network_resolution
         self.chunk_elements = chunk_elements(postprocess_chunk_mb)
         self.inference_dtype = inference_dtype
-        self.thing_classes = (
-            set(metadata.thing_dataset_id_to_contiguous_id.values()) if panoptic_on else None
-        )
+        # Panoptic inference tells things from stuff by them, and instance inference keeps
+        # only things, also with panoptic inference off (the published code filtered only with
+        # it on: a panoptic model asked for instances alone gave stuff as instances).
+        thing_ids = getattr(metadata, "thing_dataset_id_to_contiguous_id", None)
+        self.thing_classes = set(thing_ids.values()) if thing_ids is not None else None
 
     @classmethod
     def from_config(cls, cfg):

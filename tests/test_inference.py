@@ -140,6 +140,24 @@ def build_model_like(model, **changes):
     return type(model)(**args).eval()
 
 
+def test_instances_alone_are_things_only(model):
+    """
+    Instance inference without panoptic inference (the demo's ``--task instance`` turns the
+    others off) keeps only thing classes, as with it; on a dataset without thing metadata it
+    keeps every class (for this input and these random weights, stuff classes among them).
+    """
+    generator = torch.Generator().manual_seed(4)
+    inputs = [{"image": torch.randint(0, 256, (3, 48, 64), dtype=torch.uint8, generator=generator)}]
+    instance_only = build_model_like(model, semantic_on=False, panoptic_on=False)
+    any_class = build_model_like(model, semantic_on=False, panoptic_on=False,
+                                 metadata=MetadataCatalog.get("mask2former_test_no_things"))
+    with torch.no_grad():
+        classes = instance_only(inputs)[0]["instances"].pred_classes.tolist()
+        any_classes = any_class(inputs)[0]["instances"].pred_classes.tolist()
+    assert classes and set(classes) <= set(THING_IDS.values())
+    assert set(any_classes) & {2, 3}
+
+
 def test_panoptic_needs_thing_metadata(model):
     with pytest.raises(ValueError, match="thing_dataset_id_to_contiguous_id"):
         build_model_like(model, metadata=MetadataCatalog.get("mask2former_test_no_things"))

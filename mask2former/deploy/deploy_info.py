@@ -95,8 +95,8 @@ class InferenceSettings:
             before the semantic inference (``MODEL.MASK_FORMER.TEST.
             SEM_SEG_POSTPROCESSING_BEFORE_INFERENCE``; always so with panoptic or instance on).
         thing_ids: contiguous ids of the thing classes, which panoptic inference tells from stuff
-            and instance inference keeps; None (models without panoptic output): instance
-            inference keeps every class.
+            and instance inference keeps; None (datasets without thing classes, e.g. semantic
+            ones): instance inference keeps every class.
         semantic_output: "scores" (result "sem_seg" (K, H, W)) or "labels" ("sem_seg_labels"
             (H, W), their argmax made without them) (``MODEL.MASK_FORMER.TEST.SEMANTIC_OUTPUT``).
         postprocess_at_network_resolution: post-process at the input image's size and resize

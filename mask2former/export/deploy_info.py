@@ -24,7 +24,7 @@ def inference_settings_from_config(cfg):
     test = cfg.MODEL.MASK_FORMER.TEST
     metadata = _dataset_metadata(cfg)
     thing_ids = None
-    if test.PANOPTIC_ON:
+    if hasattr(metadata, "thing_dataset_id_to_contiguous_id"):
         thing_ids = sorted(set(metadata.thing_dataset_id_to_contiguous_id.values()))
     settings = InferenceSettings(
         semantic_on=test.SEMANTIC_ON,
