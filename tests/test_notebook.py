@@ -89,6 +89,7 @@ def test_notebook_runs_top_to_bottom(kernel, quick_run, quick_video_run, tmp_pat
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert [cell.execution_count for cell in code_cells] == list(range(1, len(code_cells) + 1))
     for path in ("demo", "train/model_final.pth", "train/training_curves.png",
+                 "own_data/yolo/my_shapes.yaml", "own_data/fine_tune/model_final.pth",
                  "export/model.onnx", "demo_video/clip"):
         assert (output / path).exists(), path
     pictures = list(_pictures(notebook))

@@ -4,10 +4,15 @@ Write the generated shapes dataset in the annotation formats a dataset file read
 its dataset YAML (mask2former/data/datasets/shapes_formats.py):
 
     python tools/write_shapes_formats.py [--output datasets/generated/shapes_formats]
-        [--formats labelme yolo ...] [--num-train 2000] [--num-val 100]
+        [--formats labelme yolo ...] [--shapes-root datasets/generated/shapes]
+        [--num-train 2000] [--num-val 100]
 
 The shapes dataset is generated first when it is not on disk (as tools/main_job.py does, in
-$DETECTRON2_DATASETS/generated/shapes). Prints the path of each dataset YAML, e.g. for
+$DETECTRON2_DATASETS/generated/shapes), with --num-train and --num-val images. A small dataset
+for a quick try takes a --shapes-root of its own, e.g. --shapes-root output/small_shapes
+--num-train 24 --num-val 8 (seconds; its images are the first ones of the full dataset, each
+image being generated from the seed and its index); other sizes at the main job's root would
+regenerate the main job's dataset at those sizes. Prints the path of each dataset YAML, e.g. for
 ``train_net.py --config-file configs/custom/panoptic-segmentation/maskformer2_R18.yaml
 --dataset datasets/generated/shapes_formats/labelme/labelme.yaml``.
 """
