@@ -116,13 +116,15 @@ class TimedAndSignalCheckpointer(HookBase):
             raise TrainingStopped()
 
     def _agree(self):
-        """(stop, timed checkpoint due), the same on every rank."""
+        """(stop, timed checkpoint due), the same on every rank; one process asks no one."""
+        stop = self._received is not None
         timed = (self._period_seconds > 0 and comm.is_main_process()
                  and time.monotonic() - self._last_save >= self._period_seconds)
-        flags = torch.tensor([self._received is not None, timed], dtype=torch.int32)
-        if comm.get_world_size() > 1:
-            # Detectron2's Gloo group of all ranks: a CPU tensor whatever the main backend.
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=comm._get_global_gloo_group())
+        if comm.get_world_size() == 1:
+            return stop, timed
+        flags = torch.tensor([stop, timed], dtype=torch.int32)
+        # Detectron2's Gloo group of all ranks: a CPU tensor whatever the main backend.
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=comm._get_global_gloo_group())
         return bool(flags[0]), bool(flags[1])
 
     def _save(self, iteration, timed):
