@@ -309,6 +309,8 @@ def test_srun_environment():
         launched_process(environ=dict(SRUN_ENV, SLURM_STEP_TASKS_PER_NODE="4(x1),3"))
     with pytest.raises(ValueError, match="--distribution=block"):
         launched_process(environ=dict(SRUN_ENV, SLURM_NODEID="0"))
+    # The step's layout, not the job's --ntasks-per-node that its tasks inherit.
+    assert launched_process(environ=dict(SRUN_ENV, SLURM_NTASKS_PER_NODE="8")) == process
     # The batch script itself (no job step) and one-task steps run as one process.
     batch = {k: v for k, v in SRUN_ENV.items() if k != "SLURM_STEP_ID"}
     assert launched_process(environ=batch) is None
