@@ -47,8 +47,9 @@ class MaskFormerTrainer(DefaultTrainer):
     """
     DefaultTrainer with Mask2Former's optimizer and LR schedule, atomic checkpoints that also
     hold the optimizer state, checkpoints on a clock and on SIGTERM / SIGUSR1, exactly
-    resumable randomness, a NaN / Inf loss guard, and CPU workers. Subclasses add ``build_evaluator`` and ``build_train_loader`` (and may add
-    ``build_test_loader`` and ``test_with_TTA``).
+    resumable randomness, a NaN / Inf loss guard, and CPU workers. Subclasses add
+    ``build_evaluator`` and ``build_train_loader`` (and may add ``build_test_loader`` and
+    ``test_with_TTA``).
     """
 
     def __init__(self, cfg):
