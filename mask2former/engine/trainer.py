@@ -154,13 +154,12 @@ def setup_from_args(args, add_configs=()):
         opts += ["DATASETS.FILE", args.dataset]
     cfg = get_maskformer2_cfg(args.config_file, opts, add_configs=add_configs)
     check_datasets_registered(cfg)
+    # Before the dataset check of derive_schedule, whose report goes to the run's log.txt.
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
     if not args.eval_only:
-        # The dataset check's report goes to the run's log.txt.
-        setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
         derive_schedule(cfg)
     cfg.freeze()
     default_setup(cfg, args)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
     cfg.defrost()
     disable_amp_without_cuda(cfg)
     cfg.freeze()
