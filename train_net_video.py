@@ -8,8 +8,8 @@ Train and evaluate video Mask2Former (video instance segmentation) with Detectro
     python train_net_video.py --config-file X.yaml --num-gpus 8 --resume
 
 The flags, resume, checkpoints and distributed training (GPUs, or CPU workers with Gloo; also
-under torchrun or srun) are those of train_net.py (mask2former/engine/trainer.py). Datasets are read from
-$DETECTRON2_DATASETS (see datasets/README.md, YouTube-VIS).
+under torchrun or srun) are those of train_net.py (mask2former/engine/trainer.py). Datasets are
+read from $DETECTRON2_DATASETS (see datasets/README.md, YouTube-VIS).
 """
 import os
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from detectron2.engine import HookBase, PeriodicCheckpointer, SimpleTrainer
 
+from mask2former.checkpoint import MaskFormerCheckpointer
 from mask2former.data.datasets.generated_shapes import generate_shapes_dataset
 from mask2former.engine.cluster import (
     LaunchedProcess,
@@ -24,7 +26,11 @@ from mask2former.engine.cluster import (
     launched_process,
     launcher_restart,
 )
-from mask2former.engine.preemption import REQUEUE_EXIT_CODE
+from mask2former.engine.preemption import (
+    REQUEUE_EXIT_CODE,
+    TimedAndSignalCheckpointer,
+    TrainingStopped,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "shapes" / "maskformer2_R18_shapes.yaml"
@@ -271,6 +277,57 @@ def test_sigterm_to_the_num_gpus_process_reaches_its_workers_and_its_status_is_t
     assert [(tmp_path / f"rank{rank}").read_text() for rank in range(2)] == ["SIGTERM"] * 2
 
 
+# ------------------------------------------------- the checkpoint hook in one process, by itself
+class _Regression(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, batch):
+        return {"loss": self.linear(batch).pow(2).mean()}
+
+
+def _one_process_trainer(output, checkpoint_period, timed_hook, *hooks):
+    """Detectron2's SimpleTrainer of a tiny model with Detectron2's PeriodicCheckpointer of
+    ``checkpoint_period`` over 10 iterations, then ``timed_hook`` and ``hooks``."""
+    model = _Regression()
+    data = iter(lambda: torch.ones(4, 2), None)
+    trainer = SimpleTrainer(model, data, torch.optim.SGD(model.parameters(), lr=0.1))
+    trainer.checkpointer = MaskFormerCheckpointer(model, str(output))
+    trainer.register_hooks([PeriodicCheckpointer(trainer.checkpointer, checkpoint_period,
+                                                 max_iter=10), timed_hook, *hooks])
+    return trainer
+
+
+def test_timed_checkpoints_are_due_a_period_after_the_last_checkpoint_of_either_kind(tmp_path):
+    """A clock of 25 s per iteration and a period of 1 minute: due 3 iterations after the last
+    checkpoint, so after iteration 3 (the start: 0), not 6 (the periodic one after 4 restarts
+    the clock) but 7, replacing the one after 3."""
+    trainer = None
+    hook = TimedAndSignalCheckpointer(1.0, 5, clock=lambda: 25.0 * trainer.iter)
+    trainer = _one_process_trainer(tmp_path, 5, hook)
+    trainer.train(0, 10)
+    assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == [
+        "model_0000004.pth", "model_0000007.pth", "model_0000009.pth", "model_final.pth"]
+
+
+def test_a_signal_stops_one_process_after_its_iteration_with_a_checkpoint(tmp_path):
+    class Preempt(HookBase):
+        def after_step(self):
+            if self.trainer.iter == 2:
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+    trainer = _one_process_trainer(tmp_path, 5, TimedAndSignalCheckpointer(0, 5), Preempt())
+    handler = signal.getsignal(signal.SIGUSR1)
+    with pytest.raises(TrainingStopped) as stopped:
+        trainer.train(0, 10)
+    assert stopped.value.code == REQUEUE_EXIT_CODE
+    assert signal.getsignal(signal.SIGUSR1) is handler  # restored after training
+    # The signal came after the hook's turn at iteration 2: it stops after iteration 3.
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000003.pth"
+    assert torch.load(tmp_path / "model_0000003.pth", weights_only=False)["iteration"] == 3
+
+
 # ------------------------------------------------------------ the launchers' environments, parsed
 TORCHRUN_ENV = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
                 "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "29500"}
@@ -309,6 +366,8 @@ def test_srun_environment():
         launched_process(environ=dict(SRUN_ENV, SLURM_STEP_TASKS_PER_NODE="4(x1),3"))
     with pytest.raises(ValueError, match="--distribution=block"):
         launched_process(environ=dict(SRUN_ENV, SLURM_NODEID="0"))
+    # The step's layout, not the job's --ntasks-per-node that its tasks inherit.
+    assert launched_process(environ=dict(SRUN_ENV, SLURM_NTASKS_PER_NODE="8")) == process
     # The batch script itself (no job step) and one-task steps run as one process.
     batch = {k: v for k, v in SRUN_ENV.items() if k != "SLURM_STEP_ID"}
     assert launched_process(environ=batch) is None

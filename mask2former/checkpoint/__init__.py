@@ -1,16 +1,18 @@
 """
 Checkpoints, loading and saving in one place (``checkpointer.py``): the loading that names
-what was not loaded, the class head of a checkpoint trained for other classes
-(``class_head.py``), and files written whole or not at all (``atomic.py``).
+what was not loaded (the tensors of other shapes: ``mismatches.py``), the class head of a
+checkpoint trained for other classes (``class_head.py``), and files written whole or not at
+all (``atomic.py``).
 """
 from .atomic import atomic_write
-from .checkpointer import MaskFormerCheckpointer, shape_mismatches
+from .checkpointer import MaskFormerCheckpointer
 from .class_head import (
     ClassHeadInit,
     build_class_head_init,
     dataset_class_names,
     training_class_names,
 )
+from .mismatches import shape_mismatches
 
 __all__ = [
     "ClassHeadInit",

@@ -28,31 +28,17 @@ Use it wherever a model loads or saves weights::
 """
 import logging
 import os
-from typing import Dict, List, Tuple
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from .atomic import atomic_write
 from .class_head import is_class_count_tensor, reinitialize_class_head
+from .mismatches import describe_mismatches, shape_mismatches
 
-__all__ = ["MaskFormerCheckpointer", "shape_mismatches"]
+__all__ = ["MaskFormerCheckpointer"]
 
 logger = logging.getLogger(__name__)
-
-
-def shape_mismatches(
-    model_shapes: Dict[str, Tuple[int, ...]], checkpoint_shapes: Dict[str, Tuple[int, ...]]
-) -> List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]]:
-    """
-    Entries present in both, with different shapes: [(name, checkpoint shape, model shape)],
-    sorted by name.
-    """
-    return [
-        (name, checkpoint_shapes[name], shape)
-        for name, shape in sorted(model_shapes.items())
-        if name in checkpoint_shapes and checkpoint_shapes[name] != shape
-    ]
 
 
 def _is_class_count_change(mismatch) -> bool:
@@ -105,14 +91,12 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
         model_state = self.model.state_dict()
         skipped = shape_mismatches({k: tuple(v.shape) for k, v in model_state.items()},
                                    {k: tuple(v.shape) for k, v in state.items()})
-        lines = "\n".join(f"  {name}: checkpoint {ckpt}, model {model}"
-                          for name, ckpt, model in skipped)
         if skipped and self.require_matching_shapes:
             raise ValueError(
                 f"{self._loading_path} does not fit the model: {len(skipped)} parameters/buffers "
                 "have other shapes (e.g. it was trained for another number of classes than "
                 "MODEL.SEM_SEG_HEAD.NUM_CLASSES); use the config it was trained with:\n"
-                f"{lines}"
+                f"{describe_mismatches(skipped)}"
             )
         class_count = [s for s in skipped if _is_class_count_change(s)]
         skipped = [s for s in skipped if not _is_class_count_change(s)]
@@ -126,12 +110,10 @@ class MaskFormerCheckpointer(DetectionCheckpointer):
             self._warn_if_other_class_names(checkpoint.get("class_names"))
         incompatible = super()._load_model(checkpoint)
         if skipped:
-            lines = "\n".join(f"  {name}: checkpoint {ckpt}, model {model}"
-                              for name, ckpt, model in skipped)
             logger.warning(
                 f"{len(skipped)} parameters/buffers of the model were NOT loaded from "
                 f"{self._loading_path} because their shapes differ; they keep their fresh "
-                f"initialization:\n{lines}"
+                f"initialization:\n{describe_mismatches(skipped)}"
             )
         return incompatible
 

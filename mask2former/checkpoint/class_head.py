@@ -20,6 +20,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from detectron2.data import MetadataCatalog
 
+from .mismatches import describe_mismatches
+
 __all__ = [
     "ClassHeadInit",
     "build_class_head_init",
@@ -113,13 +115,11 @@ def reinitialize_class_head(checkpoint_state, model_state, mismatches, path) -> 
     """
     for name, _, _ in mismatches:
         checkpoint_state[name] = model_state[name]
-    lines = "\n".join(f"  {name}: checkpoint {ckpt}, model {model}"
-                      for name, ckpt, model in mismatches)
     checkpoint_classes, model_classes = mismatches[0][1][0] - 1, mismatches[0][2][0] - 1
     return (
         f"The class head was NOT loaded from {path}: it was trained for {checkpoint_classes} "
         f"classes, the model has {model_classes} (MODEL.SEM_SEG_HEAD.NUM_CLASSES). These "
-        f"tensors keep the model's initialization:\n{lines}\n"
+        f"tensors keep the model's initialization:\n{describe_mismatches(mismatches)}\n"
         f"The other tensors of the same names and shapes load. {KEY}.BY_NAME True starts the "
         "rows of classes of the same name from the checkpoint's."
     )

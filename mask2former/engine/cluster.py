@@ -172,10 +172,12 @@ def _slurm_process(env, world_size):
 
 
 def _slurm_tasks_per_node(env, world_size):
-    """Tasks per node, which must be the same on every node (Detectron2's local groups)."""
-    if "SLURM_NTASKS_PER_NODE" in env:
-        return _int(env, "SLURM_NTASKS_PER_NODE")
-    for key in ("SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE"):
+    """
+    Tasks per node, which must be the same on every node (Detectron2's local groups): the job
+    step's own layout first, as a job's --ntasks-per-node (SLURM_NTASKS_PER_NODE) reaches the
+    tasks of a step that may have asked for another.
+    """
+    for key in ("SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_NTASKS_PER_NODE"):
         if key in env:
             # e.g. "4(x2)" or "4,4" (4 tasks on each of 2 nodes), "4(x2),3" (uneven)
             counts = {int(m.group(1)) for m in re.finditer(r"(\d+)(\(x\d+\))?", env[key])}

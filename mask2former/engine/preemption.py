@@ -59,25 +59,28 @@ class TimedAndSignalCheckpointer(HookBase):
     ``EvalHook``: a stop does not wait for an evaluation.
     """
 
-    def __init__(self, period_minutes, checkpoint_period):
+    def __init__(self, period_minutes, checkpoint_period, *, clock=time.monotonic):
         """
         Args:
             period_minutes (float): SOLVER.CHECKPOINT_PERIOD_MINUTES; 0 for no timed checkpoints.
             checkpoint_period (int): SOLVER.CHECKPOINT_PERIOD, the iterations after which
-                Detectron2's PeriodicCheckpointer saves (this hook then does not save again).
+                Detectron2's PeriodicCheckpointer saves (this hook then does not save again, and
+                the next timed checkpoint is due ``period_minutes`` after it).
+            clock: seconds of a monotonic clock, ``time.monotonic`` (rank 0's decides).
         """
         if period_minutes < 0:
             raise ValueError(f"SOLVER.CHECKPOINT_PERIOD_MINUTES={period_minutes} must be >= 0 "
                              "(0: no checkpoints on a clock).")
         self._period_seconds = 60.0 * period_minutes
         self._checkpoint_period = checkpoint_period
+        self._clock = clock
         self._received = None  # name of the first stop signal received
         self._previous_handlers = {}
         self._last_save = None
         self._last_timed_file = None
 
     def before_train(self):
-        self._last_save = time.monotonic()
+        self._last_save = self._clock()
         if threading.current_thread() is not threading.main_thread():
             logger.warning("Training runs outside the main thread: SIGTERM / SIGUSR1 cannot be "
                            "caught, and stop training without a checkpoint.")
@@ -100,12 +103,11 @@ class TimedAndSignalCheckpointer(HookBase):
             if self._received:
                 logger.info(f"{self._received} at the last iteration: training ends normally.")
             return
+        periodic = (iteration + 1) % self._checkpoint_period == 0
+        if periodic:
+            self._last_save = self._clock()  # Detectron2's PeriodicCheckpointer just saved
         stop, timed = self._agree()
-        if not (stop or timed):
-            return
-        if (iteration + 1) % self._checkpoint_period == 0:
-            self._last_save = time.monotonic()  # Detectron2's PeriodicCheckpointer just saved
-        else:
+        if (stop or timed) and not periodic:
             self._save(iteration, timed and not stop)
         if stop:
             logger.info(f"Stopping after iteration {iteration} on "
@@ -116,20 +118,22 @@ class TimedAndSignalCheckpointer(HookBase):
             raise TrainingStopped()
 
     def _agree(self):
-        """(stop, timed checkpoint due), the same on every rank."""
+        """(stop, timed checkpoint due), the same on every rank; one process asks no one."""
+        stop = self._received is not None
         timed = (self._period_seconds > 0 and comm.is_main_process()
-                 and time.monotonic() - self._last_save >= self._period_seconds)
-        flags = torch.tensor([self._received is not None, timed], dtype=torch.int32)
-        if comm.get_world_size() > 1:
-            # Detectron2's Gloo group of all ranks: a CPU tensor whatever the main backend.
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=comm._get_global_gloo_group())
+                 and self._clock() - self._last_save >= self._period_seconds)
+        if comm.get_world_size() == 1:
+            return stop, timed
+        flags = torch.tensor([stop, timed], dtype=torch.int32)
+        # Detectron2's Gloo group of all ranks: a CPU tensor whatever the main backend.
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=comm._get_global_gloo_group())
         return bool(flags[0]), bool(flags[1])
 
     def _save(self, iteration, timed):
         checkpointer = self.trainer.checkpointer
         name = f"model_{iteration:07d}"
         checkpointer.save(name, iteration=iteration)
-        self._last_save = time.monotonic()
+        self._last_save = self._clock()
         if not (timed and comm.is_main_process()):
             return
         previous, self._last_timed_file = self._last_timed_file, os.path.join(

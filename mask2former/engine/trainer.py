@@ -47,8 +47,9 @@ class MaskFormerTrainer(DefaultTrainer):
     """
     DefaultTrainer with Mask2Former's optimizer and LR schedule, atomic checkpoints that also
     hold the optimizer state, checkpoints on a clock and on SIGTERM / SIGUSR1, exactly
-    resumable randomness, a NaN / Inf loss guard, and CPU workers. Subclasses add ``build_evaluator`` and ``build_train_loader`` (and may add
-    ``build_test_loader`` and ``test_with_TTA``).
+    resumable randomness, a NaN / Inf loss guard, and CPU workers. Subclasses add
+    ``build_evaluator`` and ``build_train_loader`` (and may add ``build_test_loader`` and
+    ``test_with_TTA``).
     """
 
     def __init__(self, cfg):
@@ -153,13 +154,12 @@ def setup_from_args(args, add_configs=()):
         opts += ["DATASETS.FILE", args.dataset]
     cfg = get_maskformer2_cfg(args.config_file, opts, add_configs=add_configs)
     check_datasets_registered(cfg)
+    # Before the dataset check of derive_schedule, whose report goes to the run's log.txt.
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
     if not args.eval_only:
-        # The dataset check's report goes to the run's log.txt.
-        setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
         derive_schedule(cfg)
     cfg.freeze()
     default_setup(cfg, args)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mask2former")
     cfg.defrost()
     disable_amp_without_cuda(cfg)
     cfg.freeze()

@@ -21,14 +21,11 @@ class.
 import contextlib
 import functools
 import importlib
-import logging
 
 from detectron2.evaluation import coco_evaluation
 from pycocotools.cocoeval import COCOeval
 
 __all__ = ["fast_cocoeval", "cocoeval_for", "detectron2_cocoeval"]
-
-logger = logging.getLogger(__name__)
 
 # Detectron2's compiled implementation, or pycocotools' COCOeval when its ops are not built.
 _DETECTRON2_COCOEVAL_OPT = coco_evaluation.COCOeval_opt
