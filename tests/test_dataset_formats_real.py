@@ -316,6 +316,13 @@ def test_coco_of_roboflow_ids_from_zero_and_a_grouping_category(tmp_path):
     assert sorted(a["category_id"] for a in record["annotations"]) == [0, 1]
     assert MetadataCatalog.get(registered.names["train"]).thing_dataset_id_to_contiguous_id == {
         1: 0, 2: 1}
+    # One class: the group has the class's name.
+    path = _coco_dataset(tmp_path / "one", [{"category_id": 1, "segmentation": _SQUARE}], [
+        {"id": 0, "name": "leaf", "supercategory": "none"},
+        {"id": 1, "name": "leaf", "supercategory": "leaf"}])
+    registered, reports = check_dataset_file(str(path))
+    assert [(c.name, c.id) for c in registered.categories] == [("leaf", 1)]
+    assert (reports["train"].class_counts[0], reports["train"].defects) == (1, [])
 
 
 def test_coco_crowd_masks_of_cvat_and_box_only_annotations(tmp_path):
