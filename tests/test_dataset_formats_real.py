@@ -241,10 +241,12 @@ def test_yolo_data_yaml_of_ultralytics_and_roboflow_is_a_dataset_file(tmp_path):
     for split in ("train", "valid"):
         _yolo_split(root / split / "images", root / split / "labels", _TRIANGLE)
     (root / "data.yaml").write_text(
-        "train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['person', 'bottle']\n"
+        "train: ../train/images\nval: ../valid/images\ntest: ../test/images\nnc: 2\n"
+        "names: ['person', 'bottle']\n"
         "roboflow:\n  workspace: someone\n  version: 3\n")
     registered = register_dataset_file(str(root / "data.yaml"))
     assert registered.dataset.splits["val"].annotations == str(root / "valid" / "labels")
+    assert "test" not in registered.names and "no test split" in registered.notes[0]
     assert len(DatasetCatalog.get(registered.names["val"])[0]["annotations"]) == 1
 
     # A dataset file of ours may leave the labels folder to the same rule.

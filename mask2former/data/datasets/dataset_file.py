@@ -67,7 +67,7 @@ errors name the file and the key. Files derived from the dataset are kept in
 ``.mask2former/<name>/`` beside it.
 """
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import yaml
@@ -128,7 +128,8 @@ class Split:
 class DatasetFile:
     """
     A validated dataset YAML. ``classes`` is None when the annotations give them (see
-    :mod:`.dataset_file`); ``things`` None when not given; paths are absolute.
+    :mod:`.dataset_file`); ``things`` None when not given; paths are absolute. ``notes``: what
+    the file names and is not read, for the user.
     """
 
     path: str
@@ -141,6 +142,7 @@ class DatasetFile:
     ignore_label: int = 255
     names_file: Optional[str] = None
     crowd_as_objects: bool = False
+    notes: List[str] = field(default_factory=list)
 
     def split_name(self, split):
         """Registered name of ``split``: ``<name>_<split>``."""
@@ -264,7 +266,7 @@ def _from_yolo_data(path, data):
             raise FileNotFoundError(
                 f"{path}: key 'path': {base} does not exist (a relative path is read from the "
                 "folder of this file, not from Ultralytics' datasets folder: give it absolute)")
-    splits = {}
+    splits, notes = {}, []
     for split in SPLITS:
         value = data.get(split)
         if value is None:
@@ -277,6 +279,9 @@ def _from_yolo_data(path, data):
         if os.path.isfile(images):
             _fail(path, split, f"{images} is a file; give the folder of the images (lists of "
                                "image paths are not read)")
+        if split == "test" and not os.path.exists(images):  # Roboflow names it even when absent
+            notes.append(f"{path}: key 'test': {images} does not exist; no test split")
+            continue
         if not os.path.isdir(images):
             raise FileNotFoundError(f"{path}: key {split!r}: {images} does not exist")
         labels = yolo_labels_folder(images)
@@ -292,7 +297,7 @@ def _from_yolo_data(path, data):
     return DatasetFile(
         path=path, name=os.path.splitext(os.path.basename(path))[0], task="instance",
         format="yolo", splits=splits, classes=[Category(name=n) for n in names],
-        names_file=path)
+        names_file=path, notes=notes)
 
 
 def _parse_split(path, base, split, entry, fmt):

@@ -138,7 +138,8 @@ def register_dataset_file(path, skip_invalid=False):
     fmt = detect_format(dataset)
     categories, notes = resolve_categories(dataset, fmt)
     registered = RegisteredDatasetFile(
-        dataset, fmt, categories, {s: dataset.split_name(s) for s in dataset.splits}, notes)
+        dataset, fmt, categories, {s: dataset.split_name(s) for s in dataset.splits},
+        dataset.notes + notes)
     metadata = _metadata(registered)
     for split, name in registered.names.items():
         register_dataset(
@@ -194,7 +195,8 @@ def load_split(registered, split, skip_invalid=False):
             _LOADED[signature] = _cached(folder, signature) or _build(
                 registered, split, skip_invalid, folder, signature)
         logger.info(f"Dataset {registered.names[split]} ({registered.dataset.path}):\n"
-                    f"{_LOADED[signature][1]}")
+                    f"{_LOADED[signature][1]}"
+                    + "".join(f"\n  note: {note}" for note in registered.notes))
     return list(_LOADED[signature][0])
 
 
