@@ -42,7 +42,7 @@ Formats and what ``annotations`` names:
   ``ignore_label`` elsewhere. ``classes`` is required: a list of names, or a count.
 * ``labelme``: a folder of LabelMe json files (one per image: ``shapes`` of type polygon,
   rectangle, circle or mask; shapes of one label and ``group_id`` form one object, a shape
-  without ``group_id`` is one object; labels "person-1", "person-2" of LabelMe before 3.16 are
+  without ``group_id`` is one object; labels "person-1", "person-2" of older LabelMe files are
   objects of class "person"). The image is ``imagePath`` next to the json, else the file of the
   same name in ``images``, else the image the json embeds (``imageData``), written once to
   ``.mask2former/<name>/embedded_images/``. Shapes labeled "__ignore__" are regions to ignore
@@ -237,13 +237,14 @@ def load_dataset_file(path):
 
 
 def _with_derived_folders(dataset):
+    """Set each split's folder of embedded images (under ``dataset.derived_folder``)."""
     for split in dataset.splits.values():
         split.embedded_images = os.path.join(dataset.derived_folder, "embedded_images",
                                              split.name)
     return dataset
 
 
-def yolo_labels_folder(images):
+def _yolo_labels_folder(images):
     """
     Ultralytics' labels folder of an image folder: the path with its last "images" folder
     replaced by "labels" (None when the path has no "images" folder).
@@ -284,7 +285,7 @@ def _from_yolo_data(path, data):
             continue
         if not os.path.isdir(images):
             raise FileNotFoundError(f"{path}: key {split!r}: {images} does not exist")
-        labels = yolo_labels_folder(images)
+        labels = _yolo_labels_folder(images)
         if labels is None or not os.path.isdir(labels):
             raise FileNotFoundError(
                 f"{path}: key {split!r}: no labels folder for {images} (YOLO keeps the labels "
@@ -326,7 +327,7 @@ def _parse_split(path, base, split, entry, fmt):
 
 def _default_annotations(path, split, images, fmt):
     """A split without ``annotations``: YOLO's labels folder beside the images, if it exists."""
-    labels = yolo_labels_folder(images) if fmt in (None, "yolo") else None
+    labels = _yolo_labels_folder(images) if fmt in (None, "yolo") else None
     if labels is None or not os.path.isdir(labels):
         _fail(path, f"{split}.annotations",
               "missing" + (f" (YOLO's labels folder {labels} does not exist either)"

@@ -19,7 +19,7 @@ LabelMe's conventions of its labels file are kept: shapes labeled "__ignore__" a
 ignore (:attr:`~.samples.Sample.ignore_regions`), never a class. The image is the file
 ``imagePath`` names, else the one of the json's name in the image folder, else the image the
 json embeds: written once to the split's ``embedded_images`` folder and rewritten only when
-the json is newer.
+the json changes.
 
 The format is read here, not with the ``labelme`` package, which brings Qt for its GUI; only
 the json is needed.
@@ -104,7 +104,8 @@ def _image_file(json_path, data, split, stem):
 
 
 # PIL format -> file extension of an embedded image.
-_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+_EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif",
+               "WEBP": ".webp"}
 
 
 def _embedded_image(json_path, data, folder, stem):
