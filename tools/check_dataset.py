@@ -9,7 +9,8 @@ Prints the task, format and classes, then for each split the number of images, t
 sizes, the objects (or, for label maps, the images) per class and every defect with its file
 and record. Exits with status 1 when a split has defects. Training runs the same check and
 refuses such a dataset unless DATASETS.SKIP_INVALID_RECORDS True drops the defective images.
-Nothing is written.
+Nothing is written but the images that LabelMe files embed (their imageData), once, to the
+dataset file's .mask2former/ folder.
 """
 import argparse
 import os
@@ -36,6 +37,8 @@ def main(argv=None):
     for index, c in enumerate(categories):
         kind = "" if dataset.task != "panoptic" else " (thing)" if c.isthing else " (stuff)"
         print(f"  {index}: {c.name} (id {c.id}){kind}")
+    for note in registered.notes:
+        print(f"  note: {note}")
     count_what = "images" if registered.format == "sem_seg" else "objects"
     defects = 0
     for report in reports.values():

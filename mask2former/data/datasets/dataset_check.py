@@ -53,6 +53,9 @@ class SplitReport:
     defects: list = field(default_factory=list)
     skipped: int = 0
     unused_images: int = 0
+    crowd: int = 0
+    ignore_regions: int = 0
+    embedded_images: int = 0
 
     def format(self, class_names, count_what):
         """A few lines for the log: images, image sizes, per-class counts, defects."""
@@ -69,6 +72,16 @@ class SplitReport:
         counts = ", ".join(f"{name} {self.class_counts.get(i, 0)}"
                            for i, name in enumerate(class_names))
         lines.append(f"  {count_what} per class: {counts}")
+        if self.crowd:
+            lines.append(f"  {self.crowd} crowd objects (iscrowd 1, not counted above): not "
+                         "trained on, ignored by the evaluation (if they are single objects, "
+                         "as CVAT exports masks, set crowd_as_objects: true)")
+        if self.ignore_regions:
+            lines.append(f"  {self.ignore_regions} regions to ignore (__ignore__): not trained "
+                         "on, ignored by the evaluation")
+        if self.embedded_images:
+            lines.append(f"  {self.embedded_images} images taken from the annotation files "
+                         "(imageData)")
         if self.defects:
             kinds = Counter(d.kind for d in self.defects)
             lines.append(f"  {len(self.defects)} defects: " + ", ".join(
@@ -80,6 +93,11 @@ def _area_and_bounds(segmentation, height, width, record, source, key):
     """(area in pixels, defect or None) of one object's polygons or RLE."""
     if isinstance(segmentation, list):
         for polygon in segmentation:
+            if not isinstance(polygon, list):
+                return 0, Defect("annotation_unreadable", source, record,
+                                 "segmentation must be a list of polygons [[x1, y1, x2, y2, "
+                                 "...], ...] (is it one polygon without its outer brackets?)",
+                                 key)
             if len(polygon) % 2:
                 return 0, Defect("annotation_unreadable", source, record,
                                  "a polygon has an odd number of coordinates", key)
@@ -116,8 +134,9 @@ def _area_and_bounds(segmentation, height, width, record, source, key):
 
 
 def _check_objects(sample):
+    """Defects of the sample's objects and ignore regions; counts its non-crowd objects."""
     defects = []
-    for obj in sample.objects:
+    for obj in sample.objects + sample.ignore_regions:
         area, defect = _area_and_bounds(obj.segmentation, sample.height, sample.width,
                                         obj.record, sample.source, sample.file_name)
         if defect is None and area == 0:
@@ -133,7 +152,7 @@ def _check_objects(sample):
                                 f"{sample.height} image", sample.file_name)
         if defect is not None:
             defects.append(defect)
-        else:
+        elif obj.category is not None and not obj.iscrowd:
             sample.class_counts[obj.category] += 1
     return defects
 
@@ -192,7 +211,7 @@ def _check_panoptic(sample):
             defects.append(Defect("empty_mask", sample.source,
                                   f"segment id {segment['id']} of image {sample.image_id}",
                                   "the segment covers no pixel of its PNG", sample.file_name))
-        else:
+        elif not segment.get("iscrowd"):
             sample.class_counts[segment["category_id"]] += 1
     return defects
 
@@ -239,6 +258,10 @@ def split_report(name, kept, defects, skipped=0):
     for sample in kept:
         report.sizes[(sample.height, sample.width)] += 1
         report.class_counts.update(sample.class_counts)
+        report.crowd += sum(bool(o.iscrowd) for o in sample.objects or ())
+        report.crowd += sum(bool(s.get("iscrowd")) for s in sample.segments)
+        report.ignore_regions += len(sample.ignore_regions)
+        report.embedded_images += sample.embedded_image
     return report
 
 

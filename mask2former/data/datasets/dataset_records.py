@@ -15,7 +15,11 @@ Per task, the dicts are those of the built-in datasets, read by the existing map
 * semantic: "sem_seg_file_name" (the label PNG, or a derived one for other formats).
 
 Vector objects become panoptic / semantic maps by painting: stuff first, then things, each in
-file order (later ones on top); unpainted pixels are void (panoptic id 0, the ignore label).
+file order (later ones on top); unpainted pixels are void (panoptic id 0, the ignore label), or
+of the class "_background_" when the dataset has one (LabelMe's convention). Regions to ignore
+(LabelMe's "__ignore__") are void on top of everything; for the instance task, and in the COCO
+json of the things, they are crowd annotations of every thing class: Detectron2's mappers train
+on no crowd annotation, and COCO's evaluation ignores the detections that fall in one.
 """
 import json
 import os
@@ -27,6 +31,7 @@ from PIL import Image
 from pycocotools import mask as mask_util
 
 from ..image_io import read_image
+from .dataset_file import BACKGROUND_CLASS_NAME
 
 __all__ = ["build_records"]
 
@@ -96,8 +101,23 @@ def _panoptic_map(sample, categories):
         if not isthing:
             stuff_ids[obj.category] = segment_id
         ids[mask] = segment_id
+    background = [i for i, c in enumerate(categories) if c.name == BACKGROUND_CLASS_NAME]
+    if background and (ids == 0).any():
+        if background[0] not in stuff_ids:
+            segments.append({"id": len(segments) + 1, "category_id": background[0],
+                             "isthing": categories[background[0]].isthing, "iscrowd": 0})
+        ids[ids == 0] = stuff_ids.get(background[0], len(segments))
+    for region in sample.ignore_regions:
+        ids[mask_util.decode(_rle(region.segmentation, height, width)).astype(bool)] = 0
     present = set(np.unique(ids).tolist())
     return ids, [s for s in segments if s["id"] in present]
+
+
+def _ignore_annotations(sample, categories, height, width):
+    """Crowd annotations of the sample's regions to ignore, one per thing class."""
+    return [_annotation(region.segmentation, index, 1, height, width)
+            for region in sample.ignore_regions
+            for index, c in enumerate(categories) if c.isthing]
 
 
 def _semantic(ids, segments, ignore_label):
@@ -176,6 +196,7 @@ def _panoptic_record(record, sample, index, ids, segments, writer, ignore_label)
                          *ids.shape))
         for s in infos if s["isthing"]
     ]
+    things += _ignore_annotations(sample, writer.categories, *ids.shape)
     writer.add_instances(record["image_id"], things)
 
 
@@ -211,7 +232,7 @@ def build_records(samples, task, categories, folder, ignore_label):
             record["annotations"] = [
                 _annotation(o.segmentation, o.category, o.iscrowd, sample.height, sample.width)
                 for o in sample.objects
-            ]
+            ] + _ignore_annotations(sample, categories, sample.height, sample.width)
             writer.add_instances(record["image_id"], record["annotations"])
         else:  # instance task from a panoptic PNG: its thing segments
             ids, segments = _panoptic_map(sample, categories)

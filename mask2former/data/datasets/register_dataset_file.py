@@ -51,7 +51,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Bump when the dataset dicts or derived files change: cached ones are then rebuilt.
-RECORDS_VERSION = 1
+RECORDS_VERSION = 2
 # INPUT.DATASET_MAPPER_NAME of each task; the first is set when the config's is of another task.
 TASK_MAPPERS = {
     "instance": ("coco_instance_lsj", "mask_former_instance"),
@@ -76,17 +76,20 @@ _FIX = ("Fix these records (tools/check_dataset.py lists every defect), or train
 
 @dataclass
 class RegisteredDatasetFile:
-    """A registered dataset file: the parsed file, its format and classes, split -> name."""
+    """
+    A registered dataset file: the parsed file, its format and classes, split -> name, and
+    notes for the user on what the classes leave out.
+    """
 
     dataset: DatasetFile
     format: str
     categories: list
     names: dict
+    notes: list
 
     def folder(self, split):
         """Where the split's dicts and derived files are kept."""
-        return os.path.join(os.path.dirname(self.dataset.path), ".mask2former",
-                            self.dataset.name, split)
+        return os.path.join(self.dataset.derived_folder, split)
 
 
 def _metadata(registered):
@@ -133,9 +136,10 @@ def register_dataset_file(path, skip_invalid=False):
     """
     dataset = load_dataset_file(path)
     fmt = detect_format(dataset)
-    categories = resolve_categories(dataset, fmt)
+    categories, notes = resolve_categories(dataset, fmt)
     registered = RegisteredDatasetFile(
-        dataset, fmt, categories, {s: dataset.split_name(s) for s in dataset.splits})
+        dataset, fmt, categories, {s: dataset.split_name(s) for s in dataset.splits},
+        dataset.notes + notes)
     metadata = _metadata(registered)
     for split, name in registered.names.items():
         register_dataset(
@@ -191,7 +195,8 @@ def load_split(registered, split, skip_invalid=False):
             _LOADED[signature] = _cached(folder, signature) or _build(
                 registered, split, skip_invalid, folder, signature)
         logger.info(f"Dataset {registered.names[split]} ({registered.dataset.path}):\n"
-                    f"{_LOADED[signature][1]}")
+                    f"{_LOADED[signature][1]}"
+                    + "".join(f"\n  note: {note}" for note in registered.notes))
     return list(_LOADED[signature][0])
 
 
@@ -322,7 +327,8 @@ def apply_dataset_file(cfg, path=None):
         f"Dataset file {dataset.path}: {dataset.task} task, {registered.format} annotations, "
         f"{len(registered.categories)} classes ({', '.join(c.name for c in registered.categories)})"
         f"; registered {', '.join(sorted(own))}"
-        + ("; set " + "; ".join(changes) if changes else ""))
+        + ("; set " + "; ".join(changes) if changes else "")
+        + "".join(f"; {note}" for note in registered.notes))
     return registered
 
 

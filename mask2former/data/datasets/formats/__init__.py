@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from detectron2.utils.colormap import colormap
 
-from ..dataset_file import DatasetFileError, Category
+from ..dataset_file import BACKGROUND_CLASS_NAME, Category, DatasetFileError
 from .coco import json_categories, read_coco_instances, read_coco_panoptic, read_json
 from .labelme import labelme_labels, read_labelme
 from .samples import DEFECT_KINDS, Defect, Sample, SegmentObject
@@ -59,20 +59,46 @@ def detect_format(dataset):
     return found[0]
 
 
+def _grouping_categories(categories, data):
+    """
+    Names of COCO json categories that only group others (as in Roboflow's exports): the
+    "supercategory" of another category, with no annotation or segment of their own.
+    """
+    used = set()
+    for entry in data.get("annotations", []):
+        used.add(entry.get("category_id"))
+        used.update(s.get("category_id") for s in entry.get("segments_info", []))
+    parents = {c.get("supercategory") for c in categories if c.get("supercategory") != c["name"]}
+    return [c["name"] for c in categories if c["name"] in parents and c["id"] not in used]
+
+
 def resolve_categories(dataset, fmt):
     """
     The dataset's classes in contiguous-id order, each with an id, a color and ``isthing``:
     from the file's ``classes``, completed by the annotations (COCO json categories, LabelMe
-    labels), with ids 1, 2, ... and Detectron2's colormap where none is given.
+    labels), with ids 1, 2, ... and Detectron2's colormap where none is given. Left out: COCO
+    categories that only group others, and for the instance task "_background_" (LabelMe).
+
+    Returns:
+        (list[Category], list[str]): the classes, and notes for the user on what was left out.
 
     Raises:
         DatasetFileError: naming the key, when the classes cannot be known or the panoptic
             task does not know which classes are things.
     """
     train = dataset.splits["train"].annotations
+    notes = []
     if fmt in ("coco", "coco_panoptic"):
-        by_name = {c["name"]: c for c in json_categories(train, read_json(train))}
-        named = dataset.classes or [Category(name=n) for n in by_name]
+        data = read_json(train)
+        json_classes = json_categories(train, data)
+        by_name = {c["name"]: c for c in json_classes}
+        named = dataset.classes
+        if named is None:
+            groups = _grouping_categories(json_classes, data)
+            named = [Category(name=n) for n in by_name if n not in groups]
+            if groups:
+                notes.append(f"{train}: categories {groups} only group other categories "
+                             "(their 'supercategory') and have no annotation: not classes")
         categories = []
         for c in named:
             source = by_name.get(c.name, {})
@@ -92,6 +118,14 @@ def resolve_categories(dataset, fmt):
             f"{dataset.path}: key 'classes': needed for format {fmt!r} (a list of names, a "
             "class count, or a names file such as YOLO's data.yaml)")
 
+    if dataset.task == "instance" and any(c.name == BACKGROUND_CLASS_NAME for c in categories):
+        categories = [c for c in categories if c.name != BACKGROUND_CLASS_NAME]
+        notes.append(f"class {BACKGROUND_CLASS_NAME!r} left out: the instance task has no "
+                     "background class")
+    if not categories:
+        raise DatasetFileError(f"{dataset.path}: key 'classes': the dataset has no class")
+    if any(c.name == BACKGROUND_CLASS_NAME for c in categories):
+        notes.append(f"class {BACKGROUND_CLASS_NAME!r} covers the pixels no object covers")
     used = {c.id for c in categories if c.id is not None}
     next_id, palette = 1, colormap(rgb=True, maximum=255).astype(int).tolist()
     for index, c in enumerate(categories):
@@ -107,7 +141,7 @@ def resolve_categories(dataset, fmt):
         raise DatasetFileError(
             f"{dataset.path}: key 'ignore_label': {dataset.ignore_label} is a class id (there "
             f"are {len(categories)} classes); use a value >= {len(categories)}, e.g. 255")
-    return categories
+    return categories, notes
 
 
 def _set_things(dataset, categories):
@@ -133,12 +167,22 @@ def _set_things(dataset, categories):
 
 
 def read_split(dataset, split, fmt, categories):
-    """``READERS[fmt]`` on ``dataset.splits[split]``: (list[Sample], list[Defect])."""
+    """
+    ``READERS[fmt]`` on ``dataset.splits[split]``: (list[Sample], list[Defect]); crowd objects
+    are single objects when the file says ``crowd_as_objects``.
+    """
     entry = dataset.splits[split]
     if fmt != "coco" and fmt != "coco_panoptic" and not os.path.isdir(entry.annotations):
         raise DatasetFileError(f"{dataset.path}: key '{split}.annotations': format {fmt!r} "
                                f"reads a folder, and {entry.annotations} is a file")
     try:
-        return READERS[fmt](entry, categories)
+        samples, defects = READERS[fmt](entry, categories)
     except (ValueError, KeyError, TypeError) as e:
         raise DatasetFileError(f"{dataset.path}: key '{split}.annotations': {e}") from e
+    if dataset.crowd_as_objects:
+        for sample in samples:
+            for obj in sample.objects or ():
+                obj.iscrowd = 0
+            for segment in sample.segments:
+                segment["iscrowd"] = 0
+    return samples, defects

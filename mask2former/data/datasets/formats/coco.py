@@ -110,9 +110,13 @@ def read_coco_instances(split, categories):
             continue
         segmentation = entry.get("segmentation")
         if not segmentation:
-            defects.append(Defect("empty_mask", path, record,
-                                  "no 'segmentation': a mask is needed to train on it",
-                                  sample.file_name))
+            box = entry.get("bbox")
+            defects.append(
+                Defect("box_only", path, record, f"a bbox {box} but no 'segmentation' (a box "
+                       "annotation): draw its mask, or remove it from the json", sample.file_name)
+                if box else
+                Defect("empty_mask", path, record, "no 'segmentation': a mask is needed to train "
+                       "on it", sample.file_name))
             continue
         sample.objects.append(SegmentObject(
             category=category, segmentation=segmentation, record=record,

@@ -18,6 +18,7 @@ DEFECT_KINDS = {
     "unknown_category": "annotation of an unknown category",
     "too_few_points": "polygon of fewer than 3 points",
     "empty_mask": "empty or zero-area mask",
+    "box_only": "object with a box but no mask",
     "outside_image": "mask or box outside the image",
     "size_mismatch": "annotation size differs from the image size",
     "duplicate_id": "duplicate id",
@@ -48,12 +49,13 @@ class Defect:
 @dataclass
 class SegmentObject:
     """
-    One object of a vector format: ``category`` (contiguous class id), ``segmentation`` (a list
-    of polygons [x1, y1, x2, y2, ...] in pixels, or a COCO RLE dict, compressed or not),
-    ``iscrowd``, the ``box`` the file declares (XYWH, or None), and ``record`` (where it is).
+    One object of a vector format: ``category`` (contiguous class id; None for a region to
+    ignore), ``segmentation`` (a list of polygons [x1, y1, x2, y2, ...] in pixels, or a COCO RLE
+    dict, compressed or not), ``iscrowd``, the ``box`` the file declares (XYWH, or None), and
+    ``record`` (where it is).
     """
 
-    category: int
+    category: Optional[int]
     segmentation: Union[list, dict]
     record: str
     iscrowd: int = 0
@@ -67,7 +69,11 @@ class Sample:
     file), the size the annotations declare (``height``, ``width``; None: read from the
     image), and its annotation: ``objects`` (vector formats), ``sem_seg_file`` (label PNG), or
     ``pan_seg_file`` + ``segments`` (COCO panoptic segments_info, contiguous "category_id").
-    The check sets ``class_counts`` (contiguous class id -> objects, segments or label maps).
+    ``ignore_regions``: regions of no class to leave out of training and evaluation (LabelMe's
+    "__ignore__" shapes). ``embedded_image``: the image was taken from the annotation file
+    (LabelMe's "imageData") and written to ``file_name``.
+    The check sets ``class_counts`` (contiguous class id -> non-crowd objects, segments or
+    label maps).
     """
 
     file_name: str
@@ -79,4 +85,6 @@ class Sample:
     sem_seg_file: Optional[str] = None
     pan_seg_file: Optional[str] = None
     segments: List[dict] = field(default_factory=list)
+    ignore_regions: List[SegmentObject] = field(default_factory=list)
+    embedded_image: bool = False
     class_counts: Counter = field(default_factory=Counter)

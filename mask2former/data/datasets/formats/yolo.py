@@ -39,6 +39,10 @@ def _parse_line(line, label, number, num_classes, size):
     if len(coords) % 2:
         return None, Defect("annotation_unreadable", label, record,
                             f"{len(coords)} coordinates: x and y must come in pairs")
+    if len(coords) == 4:
+        return None, Defect("box_only", label, record,
+                            "'class cx cy w h' is a YOLO detection box, not a segmentation "
+                            "polygon 'class x1 y1 x2 y2 x3 y3 ...': segmentation labels are needed")
     height, width = size
     polygon = [c * (width if i % 2 == 0 else height) for i, c in enumerate(coords)]
     return SegmentObject(category=category, segmentation=[polygon], record=record), None
