@@ -1,15 +1,23 @@
 """
 The web app (demo/app.py) against demo.py, in one run:
 
-1. Time from upload to result on a 512 x 512 photo (the 24-megapixel one below, scaled down):
-   the app through its HTTP API (gradio_client: upload, queue, reading, prediction, drawing, the
-   result files written and downloaded) against demo.py's own functions on the same photo in a
-   process of their own (reading, prediction, drawing, the same files written:
-   ``process_images(..., save_predictions=True)``, timed inside that process). The two alternate
-   for ``--rounds`` rounds after warm-ups (in ABCCBA order), both with ``--threads`` fixed threads
+1. Time from upload to result on a 512 x 512 photo (the 24-megapixel one below, scaled down).
+   The app is timed three ways, each from the start of the upload:
+
+   * **page**: the app's page in Chromium (the system's, headless, driven by Playwright), timed
+     by the page from the file handed to it to the overlay loaded and the segment table drawn:
+     what a person waits for (the result files are downloaded only when clicked);
+   * **page's requests**: the requests the page makes (upload, queue, the result, the overlay
+     image), sent by this script on one keep-alive HTTP connection: the server's part of it;
+   * **HTTP API, every file**: ``gradio_client`` (upload, queue, the result, then every result
+     file downloaded one after another): a script that fetches everything.
+
+   demo.py is its own functions on the same photo in a process of their own (reading,
+   prediction, drawing, the same files written: ``process_images(..., save_predictions=True)``,
+   timed inside that process), in the process's main thread as demo.py runs them and in a
+   worker thread as the app's server runs a job. All paths alternate for ``--rounds`` rounds
+   after warm-ups (in ABC..CBA order), all with ``--threads`` fixed threads
    (MASK2FORMER_ADAPTIVE_THREADS=0), so they see the same machine load; medians are reported.
-   demo.py's functions run in their process's main thread, as demo.py runs them, and also in a
-   worker thread, as the app's server runs a job (the two differ: BENCHMARKS.md).
 2. The app server's peak memory (VmHWM) after a 24-megapixel upload (6000 x 4000 JPEG stored
    sideways with EXIF orientation, bench_large_image.py's photo), and demo.py's on the same
    photo in a process of its own (``/usr/bin/time -v``).
@@ -20,8 +28,11 @@ The model: the R50 COCO panoptic config with random weights (seed 0), or --confi
     python benchmarks/bench_app.py [--rounds 10] [--threads 2] [--config-file X.yaml --weights W]
 """
 import argparse
+import json
 import os
 import re
+import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -35,10 +46,41 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "demo"))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from app_helpers import launch_chromium  # noqa: E402
 from bench_large_image import make_photo  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
 R50_PANOPTIC = "configs/coco/panoptic-segmentation/maskformer2_R50_bs16_50ep.yaml"
+RESULT_TIMEOUT_S = 300
+
+# Sets window.m2fShown: a promise of the milliseconds from the file handed to the page (the file
+# input's change event) to the overlay of the file named ``stem`` loaded with the segment table
+# drawn (the page draws all outputs of a result at once).
+WATCH_FOR_RESULT = """([stem, timeoutMs]) => { window.m2fShown = new Promise((resolve, reject) => {
+  let start = null;
+  document.addEventListener('change', event => {
+    if (event.target.type === 'file') start = performance.now();
+  }, {capture: true, once: true});
+  const observer = new MutationObserver(() => check());
+  const timer = setTimeout(() => {
+    observer.disconnect();
+    reject(new Error(`no result for ${stem} in ${timeoutMs} ms`));
+  }, timeoutMs);
+  function check() {
+    const overlay = document.querySelector('#overlay img');
+    if (start === null || !overlay || !overlay.src.includes(`${stem}_overlay`)) return;
+    if (!overlay.complete) {
+      overlay.addEventListener('load', check, {once: true});
+    } else if (overlay.naturalWidth > 0 && document.querySelector('#segments [role=gridcell]')) {
+      observer.disconnect();
+      clearTimeout(timer);
+      resolve(performance.now() - start);
+    }
+  }
+  observer.observe(document.body, {subtree: true, childList: true, attributes: true,
+                                   attributeFilter: ['src']});
+}); }"""
 
 
 def random_weights(config, path):
@@ -154,6 +196,74 @@ def start_demo_worker(config, weights, photo, output, threads):
     return worker, run
 
 
+class AppPage:
+    """
+    The app's page in the system's Chromium; ``upload(photo, stem)``: the seconds from handing
+    the page a copy of ``photo`` named ``stem``.jpg to its result shown.
+    """
+
+    def __init__(self, url, folder):
+        from playwright.sync_api import sync_playwright
+
+        self.folder = folder
+        self.playwright = sync_playwright().start()
+        self.browser = launch_chromium(self.playwright)
+        self.page = self.browser.new_page(viewport={"width": 1280, "height": 1000})
+        self.page.set_default_timeout(RESULT_TIMEOUT_S * 1000)
+        self.page.goto(url)
+        self.page.wait_for_selector("#image_in input[type=file]", state="attached")
+
+    def upload(self, photo, stem):
+        copy = os.path.join(self.folder, f"{stem}.jpg")  # a new name: the page sees a new file
+        shutil.copy(photo, copy)
+        self.page.evaluate(WATCH_FOR_RESULT, [stem, RESULT_TIMEOUT_S * 1000])
+        self.page.set_input_files("#image_in input[type=file]", copy)
+        return self.page.evaluate("window.m2fShown") / 1000
+
+    def close(self):
+        self.browser.close()
+        self.playwright.stop()
+
+
+class PageRequests:
+    """
+    The requests the app's page makes for one upload (Gradio's upload, queue/join, queue/data
+    event stream, the overlay image), from one keep-alive HTTP connection, as a browser keeps.
+    """
+
+    def __init__(self, url):
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=RESULT_TIMEOUT_S)
+        dependencies = self.http.get("config").json()["dependencies"]
+        self.fn_index = next(i for i, d in enumerate(dependencies)
+                             if d.get("api_name") == "segment_image")
+
+    def segment(self, photo):
+        """Upload ``photo``, wait for its panoptic result, fetch its overlay; returns the result."""
+        name = os.path.basename(photo)
+        with open(photo, "rb") as f:
+            upload = self.http.post("gradio_api/upload", files=[("files", (name, f))])
+        upload.raise_for_status()
+        session = secrets.token_hex(8)
+        data = [{"path": upload.json()[0], "orig_name": name, "meta": {"_type": "gradio.FileData"}},
+                "panoptic", 0.5]
+        self.http.post("gradio_api/queue/join", json={
+            "data": data, "fn_index": self.fn_index, "session_hash": session}).raise_for_status()
+        deadline = time.monotonic() + RESULT_TIMEOUT_S
+        with self.http.stream("GET", "gradio_api/queue/data",
+                              params={"session_hash": session}) as events:
+            for line in events.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed" or time.monotonic() > deadline:
+                    break
+        if not message.get("success"):
+            raise SystemExit(f"the app gave no result: {message}")
+        result = message["output"]["data"]
+        self.http.get(result[0]["url"]).raise_for_status()  # the overlay the page shows
+        return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", default=R50_PANOPTIC, help="model config")
@@ -161,6 +271,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds of each path")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both paths")
     parser.add_argument("--size", type=int, default=512, help="side of the timed photo")
+    parser.add_argument("--skip-large", action="store_true",
+                        help="time the small photo only, not the 24-megapixel upload")
     parser.add_argument("--demo-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.demo_worker:
@@ -183,20 +295,30 @@ def main():
     worker, run_demo = start_demo_worker(config, weights, photo,
                                          os.path.join(workdir, "demo") + os.sep, args.threads)
     server, url = start_app(config, weights, os.path.join(workdir, "app"), args.threads)
+    page = None
     try:
         client = Client(url, verbose=False, download_files=os.path.join(workdir, "client"))
+        page = AppPage(url, workdir)
+        page_requests = PageRequests(url)
+        uploads = iter(range(10**6))
 
-        def run_app():
+        def timed(call):
             start = time.perf_counter()
-            client.predict(handle_file(photo), "panoptic", 0.5, api_name="/segment_image")
+            call()
             return time.perf_counter() - start
 
-        paths = [("demo.py", lambda: run_demo("main")), ("app", run_app),
-                 ("demo.py in a thread", lambda: run_demo("thread"))]
-        times = {name: [] for name, _ in paths}
+        paths = {
+            "demo.py": lambda: run_demo("main"),
+            "demo.py in a thread": lambda: run_demo("thread"),
+            "app: page": lambda: page.upload(photo, f"photo_{next(uploads):04d}"),
+            "app: page's requests": lambda: timed(lambda: page_requests.segment(photo)),
+            "app: HTTP API, every file": lambda: timed(lambda: client.predict(
+                handle_file(photo), "panoptic", 0.5, api_name="/segment_image")),
+        }
+        times = {name: [] for name in paths}
         for round_index in range(args.rounds + 2):  # two warm-up rounds
-            for name, run in paths if round_index % 2 else paths[::-1]:  # ABCCBA order
-                seconds = run()
+            for name in list(paths) if round_index % 2 else list(paths)[::-1]:  # ABC..CBA order
+                seconds = paths[name]()
                 if round_index >= 2:
                     times[name].append(seconds)
         medians = {name: statistics.median(t) for name, t in times.items()}
@@ -207,12 +329,15 @@ def main():
         print("|---|---:|---:|---:|")
         for name, t in times.items():
             print(f"| {name} | {medians[name]:.3f} s | {min(t):.3f} s | {max(t):.3f} s |")
-        for reference in ("demo.py", "demo.py in a thread"):
-            ratio = medians["app"] / medians[reference]
-            paired = statistics.median(a / d for a, d in zip(times["app"], times[reference]))
-            print(f"app / {reference}: {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%); median "
-                  f"of the rounds' ratios {paired:.3f}")
+        for name in [n for n in paths if n.startswith("app")]:
+            for reference in ("demo.py", "demo.py in a thread"):
+                ratio = medians[name] / medians[reference]
+                paired = statistics.median(a / d for a, d in zip(times[name], times[reference]))
+                print(f"{name} / {reference}: {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%); "
+                      f"median of the rounds' ratios {paired:.3f}")
 
+        if args.skip_large:
+            return
         before = peak_rss_gib(server.pid)
         start = time.perf_counter()
         client.predict(handle_file(large), "panoptic", 0.5, api_name="/segment_image")
@@ -220,6 +345,8 @@ def main():
         print(f"24-megapixel upload: app server peak RSS {peak_rss_gib(server.pid):.2f} GiB "
               f"(before it {before:.2f} GiB), {seconds:.1f} s from upload to result")
     finally:
+        if page:
+            page.close()
         worker.stdin.close()
         worker.wait(timeout=60)
         server.terminate()

@@ -151,6 +151,17 @@ def build_app(jobs, title, confidence_threshold, examples_dir):
         return (result.overlay, rows, gr.update(choices=choices, value=present), result.files,
                 "  \n".join(result.notes), result)
 
+    def segment_changed_input(path, task, threshold, last):
+        """
+        An input changed: segment the image, unless ``last`` (the result shown) already is
+        its result. Gradio's page reports one upload as two changes, one after the other: the
+        second would segment the image again, and make the next job wait for it.
+        """
+        if last is not None and (last.source, last.task, last.confidence_threshold) == (
+                path, task, threshold):
+            return gr.skip()
+        return segment_image(path, task, threshold)
+
     def show_classes(shown, threshold, result):
         if result is None:
             return None
@@ -219,11 +230,13 @@ def build_app(jobs, title, confidence_threshold, examples_dir):
 
         image_outputs = [overlay, table, shown, downloads, notes, result]
         image_inputs = [image_in, task, threshold]
-        image_in.change(segment_image, image_inputs, image_outputs, api_name="segment_image",
-                        concurrency_id="model")
-        for trigger in (run.click, task.change, threshold.release):
-            trigger(segment_image, image_inputs, image_outputs, api_name=False,
-                    concurrency_id="model")
+        # The job's progress shows on the overlay only: on every output, the page spends more
+        # time drawing it than the server takes for a small model (BENCHMARKS.md).
+        run.click(segment_image, image_inputs, image_outputs, api_name="segment_image",
+                  concurrency_id="model", show_progress_on=[overlay])
+        for trigger in (image_in.change, task.change, threshold.release):
+            trigger(segment_changed_input, image_inputs + [result], image_outputs,
+                    api_name=False, concurrency_id="model", show_progress_on=[overlay])
         shown.input(show_classes, [shown, threshold, result], [overlay], api_name=False)
         video_inputs = [video_in, video_task, video_threshold]
         for trigger, api_name in ((video_in.change, "segment_video"), (video_run.click, False)):

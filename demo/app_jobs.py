@@ -84,6 +84,8 @@ class ImageResult:
         files: paths of the overlay and the prediction files (demo/prediction_files.py).
         segments: the table of segments (``predictor.segments``) above the threshold.
         image_pixels: height x width of the image.
+        source: path of the segmented file.
+        confidence_threshold: the threshold the instances and the table were taken with.
         notes: how reading the file changed it (e.g. "CMYK image: converted to RGB").
         drawable: (image RGB, predictions) at the drawing size, to draw again.
     """
@@ -94,6 +96,8 @@ class ImageResult:
     files: list
     segments: list
     image_pixels: int
+    source: str
+    confidence_threshold: float
     notes: list = field(default_factory=list)
     drawable: tuple = None
 
@@ -239,7 +243,8 @@ class SegmentationJobs:
         drawable = fit_for_drawing(image_bgr[:, :, ::-1], predictions, task)
         logger.info(f"{os.path.basename(path)}: {len(table)} {task} segments in {folder}")
         return ImageResult(task, folder, overlay, [overlay] + files, table,
-                           image_bgr.shape[0] * image_bgr.shape[1], notes, drawable)
+                           image_bgr.shape[0] * image_bgr.shape[1], path, confidence_threshold,
+                           notes, drawable)
 
     def redraw(self, result, hidden_classes, confidence_threshold):
         """Draw ``result`` again without the classes ``hidden_classes``; returns the PNG path."""

@@ -15,6 +15,7 @@ model_final.pth) instead, e.g. for the README's screenshot:
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +157,9 @@ def _frames(path):
     return count
 
 
-def test_page_segments_an_image_as_demo_py_does(page, image, demo_results, tmp_path):
+def test_page_segments_an_image_as_demo_py_does(page, served, image, demo_results, tmp_path):
+    jobs = served[1] / "jobs"
+    jobs_before = set(jobs.iterdir()) if jobs.is_dir() else set()
     page.set_input_files("#image_in input[type=file]", str(image))
     overlay = page.locator("#overlay img")
     overlay.wait_for()
@@ -188,6 +191,21 @@ def test_page_segments_an_image_as_demo_py_does(page, image, demo_results, tmp_p
         "before => document.querySelector('#overlay img').src !== before", arg=before)
     assert "_overlay_without_" in overlay.get_attribute("src")
     assert page.external == []
+
+    # Each upload is one job, the next upload too (the page reports it as two changes). A request
+    # of the API waits in the same one-at-a-time queue: when it is answered, every job the page
+    # queued has run.
+    from gradio_client import handle_file
+
+    shutil.copy(image, tmp_path / "next.jpg")
+    page.set_input_files("#image_in input[type=file]", str(tmp_path / "next.jpg"))
+    page.wait_for_function(
+        "() => document.querySelector('#overlay img').src.includes('next_overlay')")
+    _client(served[0]).predict(handle_file(str(image)), "semantic", 0.5,
+                               api_name="/segment_image")
+    page_jobs = sorted(j.name for j in set(jobs.iterdir()) - jobs_before
+                       if list(j.glob("*_panoptic.json")))
+    assert len(page_jobs) == 2, f"two uploads ran {len(page_jobs)} jobs: {page_jobs}"
 
 
 def test_page_names_a_file_that_is_not_an_image_and_takes_the_next(page, quick_run, tmp_path):
