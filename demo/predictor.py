@@ -113,8 +113,12 @@ def segments(predictions, task, confidence_threshold=0.0):
     return [{"class_id": c, "score": None, "area": n} for c, n in enumerate(counts) if n]
 
 
-def _without_classes(predictions, task, hidden):
-    """One task's predictions without the segments of the contiguous class ids ``hidden``."""
+def _without_classes(predictions, task, hidden, num_classes):
+    """
+    One task's predictions without the segments of the contiguous class ids ``hidden``; hidden
+    semantic pixels get the label ``num_classes`` (the model's class count), which Detectron2's
+    ``draw_sem_seg`` does not draw.
+    """
     key = _TASK_KEYS[task][0]
     if task == "panoptic":
         panoptic_seg, segments_info = predictions[key]
@@ -133,8 +137,7 @@ def _without_classes(predictions, task, hidden):
     if labels is None:
         labels = predictions["sem_seg"].argmax(dim=0)
     labels = labels.cpu()
-    not_drawn = labels.max() + 1  # Detectron2's draw_sem_seg skips labels >= its class count
-    return {key: labels.masked_fill(torch.isin(labels, torch.tensor(sorted(hidden))), not_drawn)}
+    return {key: labels.masked_fill(torch.isin(labels, torch.tensor(sorted(hidden))), num_classes)}
 
 
 def available_tasks(predictions):
@@ -245,7 +248,8 @@ class VisualizationDemo:
             predictions = dict(predictions, instances=instances)
         image_rgb, predictions = fit_for_drawing(image_rgb, predictions, task)
         if hidden_classes:
-            predictions = _without_classes(predictions, task, set(hidden_classes))
+            predictions = _without_classes(predictions, task, set(hidden_classes),
+                                           len(self.metadata.get("stuff_classes", ())))
         scale = max(1.0, MIN_DRAWING_SIZE / max(image_rgb.shape[:2]))
         visualizer = Visualizer(
             image_rgb, self.metadata, scale=scale, instance_mode=ColorMode.IMAGE

@@ -103,3 +103,23 @@ def test_app_serves_the_main_job_model_when_none_is_given(quick_run, tmp_path, m
     assert app.load_config(None, [])[1] == \
         f"model_final.pth ({Path('output', 'main_job', 'config.yaml')})"
     assert app.load_config(shapes, [])[0].MODEL.WEIGHTS == cfg.MODEL.WEIGHTS
+
+
+def test_hidden_semantic_classes_are_not_drawn_as_another_class(quick_run):
+    """Hiding a class leaves its pixels undrawn, also when a higher class id is absent (the
+    hidden pixels once got the largest present label + 1: another class, drawn in its color)."""
+    from predictor import VisualizationDemo
+
+    output, _, _ = quick_run
+    cfg, _ = app.load_config(str(output / "config.yaml"),
+                             ["MODEL.WEIGHTS", str(output / "model_final.pth")])
+    demo = VisualizationDemo(cfg, task="semantic")
+    assert len(demo.metadata.stuff_classes) > 3
+    image = np.full((64, 64, 3), 128, np.uint8)
+    labels = torch.zeros(64, 64, dtype=torch.long)
+    labels[:, 32:] = 2  # classes 0 and 2 present, 3 (= max + 1) absent
+    predictions = {"sem_seg_labels": labels}
+    drawn = demo.draw(image, predictions, "semantic", hidden_classes=[0]).get_image()
+    only_class_2 = demo.draw(image, {"sem_seg_labels": labels.masked_fill(labels == 0, 255)},
+                             "semantic").get_image()
+    assert np.array_equal(drawn, only_class_2)
