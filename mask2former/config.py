@@ -44,8 +44,9 @@ def add_maskformer2_config(cfg):
     # (mask2former/data/datasets/register_dataset_file.py, derive_schedule): MAX_ITER =
     # EPOCHS x train images / IMS_PER_BATCH; for WarmupMultiStepLR with empty STEPS, steps at
     # 88.9% and 96.3% of it (the published COCO schedule's); WARMUP_ITERS at most a tenth of it;
-    # TEST.EVAL_PERIOD -1 and a longer CHECKPOINT_PERIOD become a fifth of it. Any of them given
-    # on the command line (e.g. SOLVER.MAX_ITER 5000) wins.
+    # TEST.EVAL_PERIOD -1 and a longer CHECKPOINT_PERIOD become a fifth of it. A MAX_ITER, STEPS
+    # or EVAL_PERIOD given on the command line (e.g. SOLVER.MAX_ITER 5000) wins; WARMUP_ITERS and
+    # CHECKPOINT_PERIOD stay capped under a derived MAX_ITER (the log lists the schedule).
     cfg.SOLVER.EPOCHS = 0
     # Weight decay of embedding parameters (query features, query and level embeddings).
     cfg.SOLVER.WEIGHT_DECAY_EMBED = 0.0

@@ -347,3 +347,20 @@ def test_each_task_trains_and_evaluates_from_a_yaml(shapes_formats, tmp_path, ta
     metadata = MaskFormer.from_config(dumped)["metadata"]
     names = metadata.thing_classes if task == "instance" else metadata.stuff_classes
     assert names == (THINGS if task == "instance" else NAMES)
+
+
+def test_python_route_derives_the_schedule_or_the_trainer_refuses(shapes_formats, tmp_path):
+    """A config of configs/custom/ built in Python has SOLVER.MAX_ITER 0 until derive_schedule:
+    the trainer refuses it, naming the call, rather than train zero iterations."""
+    import train_net
+    from mask2former.data.datasets import derive_schedule
+
+    _, yamls = shapes_formats
+    config = REPO / "configs/custom/instance-segmentation/maskformer2_R18.yaml"
+    cfg = get_maskformer2_cfg(str(config), [
+        "DATASETS.FILE", yamls["coco_polygons"], "OUTPUT_DIR", str(tmp_path), "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.EPOCHS", "1", "MODEL.DEVICE", "cpu"])
+    with pytest.raises(ValueError, match=r"SOLVER\.MAX_ITER is 0.*derive_schedule\(cfg\)"):
+        train_net.Trainer(cfg)
+    derive_schedule(cfg)
+    assert cfg.SOLVER.MAX_ITER == 3  # 1 epoch of 6 images at batch 2

@@ -262,6 +262,7 @@ def test_yolo_data_yaml_of_ultralytics_and_roboflow_is_a_dataset_file(tmp_path):
 @pytest.mark.parametrize("text,key", [
     ("train: images/train\nval: images/train\nnc: 3\nnames: [a, b]\n", "nc"),
     ("train: images/train\nval: images/train\nnames: {0: a, 2: b}\n", "names"),
+    ("train: images/train\nval: images/train\nnames: [a, b, a]\n", "names"),
     ("train: [images/train, images/more]\nval: images/train\nnames: [a, b]\n", "train"),
 ])
 def test_yolo_data_yaml_errors_name_the_key(tmp_path, text, key):

@@ -54,6 +54,12 @@ class MaskFormerTrainer(DefaultTrainer):
 
     def __init__(self, cfg):
         """DefaultTrainer's, also on CPU workers (DistributedDataParallel without device_ids)."""
+        if cfg.SOLVER.MAX_ITER <= 0:
+            raise ValueError(
+                f"SOLVER.MAX_ITER is {cfg.SOLVER.MAX_ITER}: nothing to train. A config of "
+                "configs/custom/ derives it from the dataset: call derive_schedule(cfg) "
+                "(mask2former.data.datasets) before freezing it, as train_net.py does, or set "
+                "SOLVER.MAX_ITER")
         with ddp_on_cpu_in_default_trainer():
             super().__init__(cfg)
 

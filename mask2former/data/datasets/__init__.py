@@ -5,7 +5,8 @@ configs name, with files under ``$DETECTRON2_DATASETS`` (default ``datasets``); 
 (``coco_2017_{train,val}``) and Cityscapes (``cityscapes_fine_*``) are Detectron2's own.
 
 A dataset of one's own is described by a file (:mod:`.dataset_file`) and registered by
-:func:`register_dataset_file`, or with a config by :func:`apply_dataset_file` (DATASETS.FILE).
+:func:`register_dataset_file`, or with a config by :func:`apply_dataset_file` (DATASETS.FILE);
+:func:`derive_schedule` sizes a training schedule of SOLVER.MAX_ITER 0 from it.
 """
 import os
 
@@ -16,7 +17,7 @@ from .register_ade20k_semantic import register_all_ade20k_semantic
 from .register_coco_panoptic_annos_semseg import register_all_coco_panoptic_annos_sem_seg
 from .register_mapillary_vistas import register_all_mapillary_vistas
 from .generated_shapes import register_generated_shapes
-from .register_dataset_file import apply_dataset_file, register_dataset_file
+from .register_dataset_file import apply_dataset_file, derive_schedule, register_dataset_file
 
 
 def register_all(root):

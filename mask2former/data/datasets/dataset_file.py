@@ -407,10 +407,16 @@ def read_names_file(path):
         if count != len(names):
             raise DatasetFileError(f"{path}: key 'nc': {count} classes, but 'names' has "
                                    f"{len(names)}")
-        return [str(n) for n in names]
-    with open(path) as f:
-        names = [line.strip() for line in f if line.strip()]
-    names = [n for n in names if n != IGNORE_LABEL_NAME]
-    if not names:
-        raise DatasetFileError(f"{path}: no class names (one name per line)")
+        names = [str(n) for n in names]
+    else:
+        with open(path) as f:
+            names = [line.strip() for line in f if line.strip()]
+        names = [n for n in names if n != IGNORE_LABEL_NAME]
+        if not names:
+            raise DatasetFileError(f"{path}: no class names (one name per line)")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        where = f"{path}: key 'names'" if path.endswith((".yaml", ".yml")) else path
+        raise DatasetFileError(f"{where}: class names must be unique; {duplicates} appear more "
+                               "than once")
     return names

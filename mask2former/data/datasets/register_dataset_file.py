@@ -273,7 +273,8 @@ def _build(registered, split, skip_invalid, folder, signature):
 
 def check_dataset_file(path):
     """
-    Register and check every split of the dataset file ``path`` (nothing is written).
+    Register and check every split of the dataset file ``path``. Writes only the images LabelMe
+    files embed (to ``.mask2former/<name>/embedded_images/``), as loading the split does.
 
     Returns:
         (RegisteredDatasetFile, dict split -> SplitReport)
