@@ -3,7 +3,8 @@ The two pieces Detectron2's training lacks for multi-process training on CPUs (G
 
 * ``DistributedDataParallel`` of a CPU model: Detectron2's ``create_ddp_model`` (used by
   ``DefaultTrainer``) passes ``device_ids=[local_rank]``, which torch refuses for CPU modules;
-  :func:`create_ddp_model` passes ``device_ids=None`` for them and defers to Detectron2's.
+  :func:`create_ddp_model` passes ``device_ids=None`` for them (and the model's GPU for a GPU
+  model) and defers to Detectron2's.
 * SyncBN (``MODEL.RESNETS.NORM: "SyncBN"``, e.g. the Cityscapes and Mapillary Vistas configs):
   ``torch.nn.SyncBatchNorm`` only synchronizes GPU tensors and raises on CPU inputs in a
   process group; :func:`convert_sync_batchnorm_on_cpu` swaps it for Detectron2's
@@ -30,10 +31,14 @@ def _on_cpu(model):
 def create_ddp_model(model, **kwargs):
     """
     Detectron2's ``create_ddp_model`` (the model itself in a single process, else wrapped in
-    ``DistributedDataParallel``), with ``device_ids=None`` for a model on the CPU.
+    ``DistributedDataParallel``), with ``device_ids=None`` for a model on the CPU and the
+    model's own GPU for a model on a GPU: Detectron2 passes the local rank, which is no device
+    where each task sees one GPU (``srun --gpus-per-task=1``: device 0 in every task).
     """
     if _on_cpu(model):
         kwargs.setdefault("device_ids", None)
+    else:
+        kwargs.setdefault("device_ids", [next(model.parameters()).device.index])
     return d2_create_ddp_model(model, **kwargs)
 
 
