@@ -277,6 +277,9 @@ class SegmentationJobs:
         try:
             with H264Writer(out_path, fps) as writer:
                 for drawn in self._drawn_frames(video, task, confidence_threshold):
+                    if writer.frames == self.limits.video_frames:  # the header's count was wrong
+                        raise UploadError(self._too_many_frames(
+                            name, f"more than {self.limits.video_frames}"))
                     writer.write(drawn)
                     if progress:
                         progress(writer.frames, max(total, writer.frames))
@@ -297,11 +300,15 @@ class SegmentationJobs:
             self._check_pixels(name, width, height)
             total = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
             if total > self.limits.video_frames:
-                raise UploadError(f"{name} has {total} frames; this app takes videos of at most "
-                                  f"{self.limits.video_frames} frames (--max-video-frames)")
+                raise UploadError(self._too_many_frames(name, total))
             return total, video.get(cv2.CAP_PROP_FPS) or 10.0
         finally:
             video.release()
+
+    def _too_many_frames(self, name, count):
+        """The message for a video of ``count`` (a number or words) frames, over the limit."""
+        return (f"{name} has {count} frames; this app takes videos of at most "
+                f"{self.limits.video_frames} frames (--max-video-frames)")
 
     def _drawn_frames(self, video, task, confidence_threshold):
         """BGR frames with the predictions drawn, one per frame of the opened ``video``."""

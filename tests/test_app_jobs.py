@@ -3,6 +3,7 @@ The web app's jobs without the web page (demo/app_jobs.py) where the page tests 
 a video model tracks the objects of an uploaded video as the video demo does, the tasks of
 one model share its weights, and the app finds the main job's model when none is given.
 """
+import io
 import shutil
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "demo"))
 sys.path.insert(0, str(REPO / "demo_video"))
 import app  # noqa: E402
-from app_jobs import SegmentationJobs, UploadError  # noqa: E402
+from app_jobs import SegmentationJobs, UploadError, UploadLimits  # noqa: E402
 from video_predictor import VideoPredictor, VideoVisualizer  # noqa: E402
 
 
@@ -123,3 +124,42 @@ def test_hidden_semantic_classes_are_not_drawn_as_another_class(quick_run):
     only_class_2 = demo.draw(image, {"sem_seg_labels": labels.masked_fill(labels == 0, 255)},
                              "semantic").get_image()
     assert np.array_equal(drawn, only_class_2)
+
+
+class _Unseekable(io.RawIOBase):
+    """A file written as a stream (as by a recorder or a pipe): its container has no index."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        return self.file.write(data)
+
+
+def test_video_frames_over_the_limit_stop_the_job_when_the_header_has_no_count(quick_run,
+                                                                               tmp_path):
+    import av
+
+    video_path = tmp_path / "streamed.webm"
+    with open(video_path, "wb") as raw:
+        container = av.open(_Unseekable(raw), "w", format="webm")
+        stream = container.add_stream("libvpx", rate=10)
+        stream.width = stream.height = 64
+        stream.pix_fmt = "yuv420p"
+        for i in range(12):
+            frame = np.full((64, 64, 3), 20 * i, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+        container.close()
+    assert cv2.VideoCapture(str(video_path)).get(cv2.CAP_PROP_FRAME_COUNT) <= 0  # no count
+
+    output, _, _ = quick_run
+    cfg, _ = app.load_config(str(output / "config.yaml"),
+                             ["MODEL.WEIGHTS", str(output / "model_final.pth")])
+    jobs = SegmentationJobs(cfg, tmp_path / "out", limits=UploadLimits(video_frames=5))
+    with pytest.raises(UploadError, match=r"streamed.webm has more than 5 frames.*"
+                                          r"--max-video-frames"):
+        jobs.segment_video(str(video_path), "semantic", 0.5)
