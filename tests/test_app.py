@@ -192,17 +192,12 @@ def test_page_segments_an_image_as_demo_py_does(page, served, image, demo_result
     assert "_overlay_without_" in overlay.get_attribute("src")
     assert page.external == []
 
-    # Each upload is one job, the next upload too (the page reports it as two changes). A request
-    # of the API waits in the same one-at-a-time queue: when it is answered, every job the page
-    # queued has run.
-    from gradio_client import handle_file
-
+    # Each upload is one job, the next upload too (the page reports it as two changes).
     shutil.copy(image, tmp_path / "next.jpg")
     page.set_input_files("#image_in input[type=file]", str(tmp_path / "next.jpg"))
     page.wait_for_function(
         "() => document.querySelector('#overlay img').src.includes('next_overlay')")
-    _client(served[0]).predict(handle_file(str(image)), "semantic", 0.5,
-                               api_name="/segment_image")
+    _wait_for_queued_jobs(served[0], image)
     page_jobs = sorted(j.name for j in set(jobs.iterdir()) - jobs_before
                        if list(j.glob("*_panoptic.json")))
     assert len(page_jobs) == 2, f"two uploads ran {len(page_jobs)} jobs: {page_jobs}"
@@ -228,8 +223,9 @@ def test_page_names_a_file_that_is_not_an_image_and_takes_the_next(page, quick_r
     assert page.external == []
 
 
-def test_page_segments_a_video(page, quick_run, tmp_path):
-    """An mp4 as demo.py writes them (MPEG-4 part 2), 7 odd-sized frames: 7 frames back."""
+def test_page_segments_a_video(page, served, image, quick_run, tmp_path):
+    """An mp4 as demo.py writes them (MPEG-4 part 2), 7 odd-sized frames: 7 frames back; the
+    next upload is one job too."""
     from mask2former.data.datasets.generated_shapes import render_video
 
     clip = tmp_path / "clip.mp4"
@@ -249,6 +245,25 @@ def test_page_segments_a_video(page, quick_run, tmp_path):
     assert duration > 0 and width > 0
     assert _frames(_download(page, "#video_file", "clip.mp4", tmp_path)) == len(frames)
     assert page.external == []
+
+    jobs = served[1] / "jobs"
+    jobs_before = set(jobs.iterdir())
+    shutil.copy(clip, tmp_path / "next.mp4")
+    page.locator("#video_in").get_by_role("button", name="Clear").click()
+    page.set_input_files("#video_in input[type=file]", str(tmp_path / "next.mp4"))
+    page.wait_for_function(
+        "() => (document.querySelector('#video_out video') || {src: ''}).src.includes('next')")
+    _wait_for_queued_jobs(served[0], image)
+    video_jobs = sorted(j.name for j in set(jobs.iterdir()) - jobs_before if list(j.glob("*.mp4")))
+    assert len(video_jobs) == 1, f"one upload ran {len(video_jobs)} jobs: {video_jobs}"
+
+
+def _wait_for_queued_jobs(server, image):
+    """A request of the API waits in the jobs' one-at-a-time queue: when it is answered (a
+    semantic result of ``image``), every job queued before it has run."""
+    from gradio_client import handle_file
+
+    _client(server).predict(handle_file(str(image)), "semantic", 0.5, api_name="/segment_image")
 
 
 def _client(server):
