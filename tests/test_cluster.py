@@ -311,6 +311,18 @@ def test_timed_checkpoints_are_due_a_period_after_the_last_checkpoint_of_either_
         "model_0000004.pth", "model_0000007.pth", "model_0000009.pth", "model_final.pth"]
 
 
+def test_a_timed_checkpoint_replaces_the_one_of_the_run_before_a_restart(tmp_path):
+    """The first run leaves its timed checkpoint after iteration 7; the restarted one (a new
+    process, from iteration 5) writes one after iteration 8, which replaces it."""
+    for start in (0, 5):
+        trainer = None
+        hook = TimedAndSignalCheckpointer(1.0, 5, clock=lambda: 25.0 * trainer.iter)
+        trainer = _one_process_trainer(tmp_path, 5, hook)
+        trainer.train(start, 10)
+    assert sorted(p.name for p in tmp_path.glob("model_*.pth")) == [
+        "model_0000004.pth", "model_0000008.pth", "model_0000009.pth", "model_final.pth"]
+
+
 def test_a_signal_stops_one_process_after_its_iteration_with_a_checkpoint(tmp_path):
     class Preempt(HookBase):
         def after_step(self):

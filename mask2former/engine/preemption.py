@@ -43,6 +43,9 @@ REQUEUE_EXIT_CODE = 75
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
+# File in the output folder naming the last timed checkpoint, the one the next replaces.
+LAST_TIMED_CHECKPOINT_FILE = "last_timed_checkpoint"
+
 
 class TrainingStopped(SystemExit):
     """Training stopped on a signal after its checkpoint was written; exits the process with
@@ -77,7 +80,6 @@ class TimedAndSignalCheckpointer(HookBase):
         self._received = None  # name of the first stop signal received
         self._previous_handlers = {}
         self._last_save = None
-        self._last_timed_file = None
 
     def before_train(self):
         self._last_save = self._clock()
@@ -136,7 +138,17 @@ class TimedAndSignalCheckpointer(HookBase):
         self._last_save = self._clock()
         if not (timed and comm.is_main_process()):
             return
-        previous, self._last_timed_file = self._last_timed_file, os.path.join(
-            checkpointer.save_dir, f"{name}.pth")
-        if previous is not None and os.path.exists(previous):
-            os.remove(previous)  # the timed checkpoints replace each other
+        # The timed checkpoints replace each other, also those of the run before a restart: the
+        # last one's name is kept in a file beside them.
+        marker = os.path.join(checkpointer.save_dir, LAST_TIMED_CHECKPOINT_FILE)
+        previous = None
+        if os.path.exists(marker):
+            with open(marker) as f:
+                previous = f.read().strip()
+        with open(marker + ".tmp", "w") as f:
+            f.write(f"{name}.pth")
+        os.replace(marker + ".tmp", marker)
+        if previous and previous != f"{name}.pth":
+            previous = os.path.join(checkpointer.save_dir, previous)
+            if os.path.exists(previous):
+                os.remove(previous)
