@@ -44,7 +44,11 @@ fi
 
 say "installing chromium with apt-get"
 export DEBIAN_FRONTEND=noninteractive
-if ! { "${as_root[@]}" apt-get update -qq && "${as_root[@]}" apt-get install -y -qq chromium; }; then
+# (${as_root[@]+...}: an empty array under set -u fails on bash before 4.4.)
+run_as_root() { ${as_root[@]+"${as_root[@]}"} "$@"; }
+# Debian names the package chromium; Ubuntu chromium-browser.
+if ! { run_as_root apt-get update -qq && { run_as_root apt-get install -y -qq chromium \
+       || run_as_root apt-get install -y -qq chromium-browser; }; }; then
   say "apt-get could not install chromium (see above): the web app's browser tests need it"
   exit 1
 fi
