@@ -1,5 +1,5 @@
 """
-The GPU figures that issue 13 sets targets for (one NVIDIA H200), and the final table of
+The GPU figures that have targets (the published implementation's on one NVIDIA H200), and the final table of
 ``benchmarks/gpu_check.sh``: each figure next to its target with PASS / FAIL, or "not measured".
 
 The figures come from JSON files ``{key: value}`` that ``gpu_check.py --figures`` (the
