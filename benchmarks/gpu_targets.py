@@ -1,6 +1,7 @@
 """
-The GPU figures that have targets (the published implementation's on one NVIDIA H200), and the final table of
-``benchmarks/gpu_check.sh``: each figure next to its target with PASS / FAIL, or "not measured".
+The GPU figures that have targets (the published implementation's on one NVIDIA H200), and the
+final table of ``benchmarks/gpu_check.sh``: each figure next to its target with PASS / FAIL, or
+"not measured".
 
 The figures come from JSON files ``{key: value}`` that ``gpu_check.py --figures`` (the
 MSDeformAttn op) and ``bench_gpu.py --figures`` (the model) write; times are CUDA-synchronized
