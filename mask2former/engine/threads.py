@@ -4,7 +4,7 @@ Intra-op threads that follow the machine's load, so that a busy neighbour costs 
 PyTorch starts one OpenMP thread per core. Every parallel region waits for its slowest thread,
 so when another program keeps one of two cores busy, the thread that shares that core makes
 every region about twice as slow, and the other thread spins while it waits: training of the
-main job went from 0.22 s to 0.7-0.9 s per iteration beside one busy process (issue 16).
+main job went from 0.22 s to 0.7-0.9 s per iteration beside one busy process.
 Detectron2 leaves the thread count fixed.
 
 :class:`AdaptiveThreads` measures, about once a second, how many cores the other programs on
