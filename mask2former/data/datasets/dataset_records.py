@@ -206,8 +206,8 @@ def build_records(samples, task, categories, folder, ignore_label):
     files under ``folder`` (see the module docstring).
 
     Returns:
-        (list[dict], dict): the dicts, and the metadata paths of the derived files
-        ("json_file", "panoptic_json", "panoptic_root", "sem_seg_root"; those the task has).
+        list[dict]: the dicts. The metadata names the derived files by the same layout
+        (register_dataset_file.py, ``_derived_paths``).
     """
     writer = _Writer(folder, categories)
     numeric = all(isinstance(s.image_id, int) for s in samples)
@@ -242,14 +242,8 @@ def build_records(samples, task, categories, folder, ignore_label):
                 for s in segments if s["isthing"]
             ]
             writer.add_instances(record["image_id"], record["annotations"])
-    paths = {}
     if task in ("instance", "panoptic"):
         writer.write_json("instances.json", writer.instances, things_only=True)
-        paths["json_file"] = os.path.join(folder, "instances.json")
     if task == "panoptic":
         writer.write_json("panoptic.json", writer.panoptic, things_only=False)
-        paths.update(panoptic_json=os.path.join(folder, "panoptic.json"),
-                     panoptic_root=folder, sem_seg_root=os.path.join(folder, "semantic"))
-    if task == "semantic":
-        paths["sem_seg_root"] = os.path.join(folder, "semantic")
-    return records, paths
+    return records

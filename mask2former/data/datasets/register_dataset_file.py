@@ -260,8 +260,8 @@ def _build(registered, split, skip_invalid, folder, signature):
         raise DatasetDefectsError(name, defects, f"Dataset {name} has no image without defects.")
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
-    records, _ = build_records(kept, registered.dataset.task, registered.categories, folder,
-                               registered.dataset.ignore_label)
+    records = build_records(kept, registered.dataset.task, registered.categories, folder,
+                            registered.dataset.ignore_label)
     text = report.format([c.name for c in registered.categories],
                          "images" if kept[0].sem_seg_file else "objects")
     with open(os.path.join(folder, "records.json"), "w") as f:
