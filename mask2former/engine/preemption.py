@@ -59,7 +59,10 @@ class TimedAndSignalCheckpointer(HookBase):
     """
     Checkpoints every ``period_minutes`` and on SIGTERM / SIGUSR1, agreed by all workers (see the
     module docstring). Place it after Detectron2's ``PeriodicCheckpointer`` and before its
-    ``EvalHook``: a stop does not wait for an evaluation.
+    ``EvalHook``: a signal received before an iteration's evaluation stops without it; one
+    received during an evaluation takes effect after it and the next iteration (a long periodic
+    evaluation can outlast a scheduler's grace period: keep TEST.EVAL_PERIOD evaluations short,
+    or evaluate after training).
     """
 
     def __init__(self, period_minutes, checkpoint_period, *, clock=time.monotonic):
