@@ -5,9 +5,9 @@ The web app (demo/app.py) against demo.py, in one run:
    The app is timed three ways, each from the start of the upload:
 
    * **page**: the app's page in Chromium (the system's, headless, driven by Playwright), timed
-     from the file handed to it to the overlay loaded (checked at every animation frame; the
-     segment table is drawn with it): what a person waits for (the result files are downloaded only when
-     clicked);
+     by the page's clock from the file handed to it to the overlay's load event (the segment
+     table is drawn with it): what a person waits for (the result files are downloaded only
+     when clicked);
    * **page's requests**: the requests the page makes (upload, queue, the result, the overlay
      image), sent by this script on one keep-alive HTTP connection: the server's part of it;
    * **HTTP API, every file**: ``gradio_client`` (upload, queue, the result, then every result
@@ -55,13 +55,26 @@ from PIL import Image, ImageOps  # noqa: E402
 R50_PANOPTIC = "configs/coco/panoptic-segmentation/maskformer2_R50_bs16_50ep.yaml"
 RESULT_TIMEOUT_S = 300
 
-# True when the overlay of the file named ``stem`` is loaded (the page draws all outputs of a
-# result at once: the segment table with it).
-RESULT_SHOWN = """stem => {
-  const overlay = document.querySelector('#overlay img');
-  return overlay !== null && overlay.src.includes(`${stem}_overlay`) && overlay.complete
-    && overlay.naturalWidth > 0;
+# Arms a promise that resolves to the page's clock when the overlay of the file named ``stem``
+# has loaded (the page draws all outputs of a result at once: the segment table with it), and
+# returns the page's clock now. A load listener: nothing polls the page while it works.
+ARM_RESULT_SHOWN = """stem => {
+  window.resultShown = new Promise(resolve => {
+    const listener = event => {
+      const target = event.target;
+      if (target.tagName === 'IMG' && target.closest('#overlay') !== null
+          && target.src.includes(`${stem}_overlay`)) {
+        document.removeEventListener('load', listener, true);
+        resolve(performance.now());
+      }
+    };
+    document.addEventListener('load', listener, true);  // load events do not bubble
+  });
+  return performance.now();
 }"""
+# The page's clock when the armed overlay loaded; fails after ``ms`` milliseconds without it.
+RESULT_SHOWN_AT = """ms => Promise.race([window.resultShown, new Promise((_, reject) => setTimeout(
+  () => reject(new Error(`no result shown in ${ms} ms`)), ms))])"""
 
 
 def random_weights(config, path):
@@ -197,10 +210,9 @@ class AppPage:
     def upload(self, photo, stem):
         copy = os.path.join(self.folder, f"{stem}.jpg")  # a new name: the page sees a new file
         shutil.copy(photo, copy)
-        start = time.perf_counter()
+        start = self.page.evaluate(ARM_RESULT_SHOWN, stem)
         self.page.set_input_files("#image_in input[type=file]", copy)
-        self.page.wait_for_function(RESULT_SHOWN, arg=stem, polling="raf")
-        return time.perf_counter() - start
+        return (self.page.evaluate(RESULT_SHOWN_AT, RESULT_TIMEOUT_S * 1000) - start) / 1000
 
     def close(self):
         self.browser.close()

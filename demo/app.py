@@ -230,13 +230,15 @@ def build_app(jobs, title, confidence_threshold, examples_dir):
 
         image_outputs = [overlay, table, shown, downloads, notes, result]
         image_inputs = [image_in, task, threshold]
-        # The job's progress shows on the overlay only: on every output, the page spends more
-        # time drawing it than the server takes for a small model (BENCHMARKS.md).
+        # The job's progress shows on the overlay only, as its elapsed time: Gradio's full
+        # progress (an animated overlay on the component) kept the browser drawing, 1.0-1.4 s
+        # of CPU per 2 s job, taken from the model when both share a machine (BENCHMARKS.md).
+        progress = dict(show_progress="minimal", show_progress_on=[overlay])
         run.click(segment_image, image_inputs, image_outputs, api_name="segment_image",
-                  concurrency_id="model", show_progress_on=[overlay])
+                  concurrency_id="model", **progress)
         for trigger in (image_in.change, task.change, threshold.release):
             trigger(segment_changed_input, image_inputs + [result], image_outputs,
-                    api_name=False, concurrency_id="model", show_progress_on=[overlay])
+                    api_name=False, concurrency_id="model", **progress)
         shown.input(show_classes, [shown, threshold, result], [overlay], api_name=False)
         video_inputs = [video_in, video_task, video_threshold]
         for trigger, api_name in ((video_in.change, "segment_video"), (video_run.click, False)):

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from freed_memory import returning_freed_memory
 from h264_writer import H264Writer
 from prediction_files import write_prediction_files
 from predictor import (
@@ -222,9 +223,11 @@ class SegmentationJobs:
                 "(--max-megapixels): make it smaller"
             )
 
+    @returning_freed_memory
     def segment_image(self, path, task, confidence_threshold):
         """
         Segment an uploaded image for ``task``; write the overlay and the prediction files.
+        The memory the job freed goes back to the system (demo/freed_memory.py).
 
         Returns:
             :class:`ImageResult`.
@@ -257,11 +260,13 @@ class SegmentationJobs:
         cv2.imwrite(path, drawn.get_image()[:, :, ::-1])
         return path
 
+    @returning_freed_memory
     def segment_video(self, path, task, confidence_threshold, progress=None):
         """
         Draw the predictions on every frame of an uploaded video: the tracks of a video
         model (demo_video), else ``task`` per frame (demo.py). ``progress(done, total)`` is
         called after each frame.
+        The memory the job freed goes back to the system (demo/freed_memory.py).
 
         Returns:
             (path of the H.264 mp4, number of frames).
