@@ -4,8 +4,9 @@ its size after a job instead of at its largest job's.
 
 glibc keeps freed memory in the malloc arena of the thread that freed it, for that thread's
 next allocations; the web server runs jobs in several worker threads, each with its arena. With
-the R50 model the app's server grew from 1.2 to 1.7-2.0 GiB after a few 512 x 512 requests, and
-a 24-megapixel upload then peaked at 3.0 GiB instead of 2.55 GiB (BENCHMARKS.md).
+the R50 model the app's server grew from 1.05 GiB after start to 1.7-1.95 GiB after a few
+512 x 512 requests, and a 24-megapixel upload then peaked at 3.0 GiB instead of 2.55 GiB
+(BENCHMARKS.md).
 ``malloc_trim(0)`` returns the free pages of every arena. Other C libraries (musl, macOS) have
 no such call; there it does nothing.
 """

@@ -28,8 +28,9 @@ from video_predictor import VideoPredictor, VideoVisualizer  # noqa: E402
 
 
 def _resident_mib():
-    status = Path("/proc/self/status").read_text()
-    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+    """This process's resident memory now (VmRSS), in MiB."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 1024
 
 
 def _decoded(path):
